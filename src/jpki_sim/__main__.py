@@ -1,0 +1,3 @@
+from jpki_sim.cli import main
+
+raise SystemExit(main())

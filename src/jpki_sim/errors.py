@@ -1,0 +1,56 @@
+"""Errors shared by the card side and the client side.
+
+Card-side handlers raise :class:`CardError` carrying the status word to answer;
+the engine turns it into a response and never lets anything else escape.
+Client-side code raises :class:`ApduError` (a status word the caller did not
+expect) and :class:`PinError` (a PIN was refused; carries the tries left).
+"""
+
+from __future__ import annotations
+
+from jpki_sim.sw import describe
+
+
+class JpkiSimError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class UserError(JpkiSimError):
+    """Bad input from a user (file, date, option): printed as one line, exit 2."""
+
+
+class CardError(JpkiSimError):
+    """Raised inside the card: answer this status word."""
+
+    def __init__(self, sw: int, message: str = "") -> None:
+        self.sw = sw
+        super().__init__(message or describe(sw))
+
+
+class MalformedApdu(CardError):
+    """The bytes are not a well-formed command APDU (answered 6700)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0x6700, message)
+
+
+class ApduError(JpkiSimError):
+    """A response carried a status word the caller did not expect."""
+
+    def __init__(self, sw: int, command: str = "") -> None:
+        self.sw = sw
+        self.command = command
+        where = f" ({command})" if command else ""
+        super().__init__(f"card answered {describe(sw)}{where}")
+
+
+class PinError(ApduError):
+    """A PIN was refused; ``tries_left`` is 0 when blocked."""
+
+    def __init__(self, sw: int, tries_left: int, command: str = "") -> None:
+        self.tries_left = tries_left
+        super().__init__(sw, command)
+
+
+class CardFileError(UserError):
+    """The card file is missing, corrupt or not a jpki-sim card."""

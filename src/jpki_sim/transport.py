@@ -1,0 +1,53 @@
+"""The one small interface every way of reaching a card implements.
+
+Bytes in, response out. The in-process card, the PC/SC client
+(:mod:`jpki_sim.pcsc`) and the replay player all implement it, so the shell,
+the vector runner and the tests run unchanged against any of them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Transport(Protocol):
+    #: Human-readable name: a card file path, a reader name, "replay:FILE".
+    name: str
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """Send one command APDU, return the whole response (data + SW1 SW2)."""
+        ...
+
+    def atr(self) -> bytes:
+        """The card's answer to reset."""
+        ...
+
+    def reset(self) -> bytes:
+        """Warm-reset the card (security state is lost); return the ATR."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class EmulatedCard(Protocol):
+    """What the card engine offers to bridges (vpcd) and the in-process transport."""
+
+    def power_on(self) -> bytes:
+        """Cold start: clears volatile state, returns the ATR."""
+        ...
+
+    def power_off(self) -> None: ...
+
+    def reset(self) -> bytes:
+        """Warm reset: clears volatile state, returns the ATR."""
+        ...
+
+    @property
+    def atr(self) -> bytes: ...
+
+    def process(self, apdu: bytes) -> bytes:
+        """One command APDU in, one response out. Never raises."""
+        ...
