@@ -385,7 +385,6 @@ class Card:
             ef = df.by_sfi.get(p1 & 0x1F) if df is not None else None
             if ef is None:
                 raise CardError(SW.FILE_NOT_FOUND)
-            self.current_ef = ef
             offset = apdu.p2
         else:
             ef = self.current_ef
@@ -400,6 +399,7 @@ class Card:
         content = ef.content
         if offset >= len(content):
             raise CardError(SW.WRONG_PARAMETERS)
+        self.current_ef = ef  # a short-EF read selects the EF, once it succeeds
         return content[offset : offset + apdu.ne]
 
     def _verify(self, apdu: CommandApdu) -> bytes:
