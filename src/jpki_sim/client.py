@@ -240,8 +240,11 @@ class JpkiClient:
             return
         if ins == INS_SELECT and sw == SW.OK:
             if p1 == P1_SELECT_BY_AID:
+                # selecting an application (even the current one) drops its
+                # security state, as OpenSC >= 0.24's logout assumes
                 self.view.application = parsed.data
                 self.view.ef = None
+                self.view.verified.clear()
             elif p1 == P1_SELECT_EF and len(parsed.data) == 2:
                 self.view.ef = int.from_bytes(parsed.data, "big")
             return
