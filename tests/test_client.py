@@ -240,21 +240,13 @@ def test_my_number() -> None:
 
 
 def _basic_info_ef() -> bytes:
-    name = "番号\u3000花子".encode()
-    addr = "東京都千代田区１－１".encode()
-    parts = [
-        bytes.fromhex("DF2108") + bytes(8),
-        bytes.fromhex("DF22") + bytes((len(name),)) + name,
-        bytes.fromhex("DF23") + bytes((len(addr),)) + addr,
-        bytes.fromhex("DF2408") + b"19930331",
-        bytes.fromhex("DF2501") + b"2",
-    ]
-    body = b"".join(parts)
-    # a non-minimal length, as the real card writes it
-    return bytes.fromhex("FF2082") + len(body).to_bytes(2, "big") + body + b"\xff" * 10
+    from jpki_sim import tlv
+
+    ef = tlv.encode_helper_basic_info("番号\u3000花子", "東京都千代田区１－１", "19930331", "2")
+    return ef + b"\xff" * 10
 
 
-def test_basic_info_decodes_non_minimal_length() -> None:
+def test_basic_info_decodes_the_card_layout() -> None:
     info = decode_basic_info(_basic_info_ef())
     assert info == BasicInfo("番号\u3000花子", "東京都千代田区１－１", "19930331", "2")
     assert info.birth_date is not None and info.birth_date.year == 1993

@@ -504,66 +504,16 @@ def _tlv_total_length(head: bytes) -> int:
     return hsize + length
 
 
-def _tlv_children(buf: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    pos = 0
-    while pos < len(buf):
-        if buf[pos] in (0x00, 0xFF) and (pos + 1 >= len(buf) or buf[pos + 1] in (0x00, 0xFF)):
-            break  # filler after the last object
-        tag, length, hsize = _tlv_header(buf, pos)
-        start = pos + hsize
-        if start + length > len(buf):
-            raise ValueError(f"TLV {tag:X} runs past the end of the data")
-        out.setdefault(tag, buf[start : start + length])
-        pos = start + length
-    return out
-
-
 def decode_my_number(raw: bytes) -> str:
     """``FF 10 0C`` + 12 ASCII digits (+ filler) -> the My Number."""
-    try:
-        from jpki_sim import tlv  # the shared codec, when present
+    from jpki_sim import tlv
 
-        fn = getattr(tlv, "decode_helper_my_number", None)
-    except ImportError:
-        fn = None
-    if fn is not None:
-        result = fn(raw)
-        return result if isinstance(result, str) else str(result)
-    tag, length, hsize = _tlv_header(raw)
-    if tag != 0xFF10:
-        raise ValueError(f"helper EF 0001 does not start with tag FF10 (got {tag:X})")
-    digits = raw[hsize : hsize + length].decode("ascii", "replace")
-    return digits
+    return tlv.decode_helper_my_number(raw)
 
 
 def decode_basic_info(raw: bytes) -> BasicInfo:
     """``FF 20 len { DF21 offsets, DF22 name, DF23 address, DF24 birth, DF25 sex }``."""
-    try:
-        from jpki_sim import tlv
+    from jpki_sim import tlv
 
-        fn = getattr(tlv, "decode_helper_basic_info", None)
-    except ImportError:
-        fn = None
-    if fn is not None:
-        result = fn(raw)
-        if isinstance(result, BasicInfo):
-            return result
-        get = (lambda k: result[k]) if isinstance(result, dict) else (lambda k: getattr(result, k))
-        return BasicInfo(str(get("name")), str(get("address")),
-                         _birth_text(get("birthdate")), str(get("sex")))
-    tag, length, hsize = _tlv_header(raw)
-    if tag != 0xFF20:
-        raise ValueError(f"helper EF 0002 does not start with tag FF20 (got {tag:X})")
-    fields = _tlv_children(raw[hsize : hsize + length])
-
-    def text(t: int) -> str:
-        return fields.get(t, b"").decode("utf-8", "replace")
-
-    return BasicInfo(text(0xDF22), text(0xDF23), text(0xDF24), text(0xDF25))
-
-
-def _birth_text(value: object) -> str:
-    if isinstance(value, date):
-        return value.strftime("%Y%m%d")
-    return str(value)
+    info = tlv.decode_helper_basic_info(raw)
+    return BasicInfo(info["name"], info["address"], info["birthdate_text"], info["sex"])
