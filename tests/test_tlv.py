@@ -1,0 +1,369 @@
+"""BER-TLV: the card's non-minimal encodings read and re-emitted byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, datetime, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jpki_sim import strategies as jst
+from jpki_sim import tlv
+from jpki_sim.state import Identity
+from jpki_sim.tlv import Tlv, TlvError
+
+# EF 0002 of the helper application for the seeds' holder, assembled by hand:
+#   FF 20 59                      outer object, 89 bytes, short length form
+#   DF 21 08 000E 0020 004D 0058  offsets of DF22..DF25 counted from byte 0 of the EF
+#   DF 22 0F 番号<U+3000>花子       name, 15 bytes of UTF-8           (at 0x0E)
+#   DF 23 2A 〇〇県△△市□□町１－１－１  address, 42 bytes, full-width digits (at 0x20)
+#   DF 24 08 "19930331"           birth date                         (at 0x4D)
+#   DF 25 01 "2"                  sex, ISO 5218 female               (at 0x58), ends at 92
+HANAKO_BASIC_INFO = bytes.fromhex(
+    "FF2059"
+    "DF2108000E0020004D0058"
+    "DF220F" "E795AA" "E58FB7" "E38080" "E88AB1" "E5AD90"
+    "DF232A" "E38087E38087E79C8C" "E296B3E296B3E5B882" "E296A1E296A1E794BA"
+    "EFBC91EFBC8DEFBC91EFBC8DEFBC91"
+    "DF2408" "3139393330333331"
+    "DF250132"
+)  # fmt: skip
+
+# shaped like EF 0005 of the helper application: FF 40 82 00 9F, and a 128-byte
+# value written 82 00 80 (159 = 7 + 19 + 5 + 128), then FF filler
+AP_BASIC_INFO = (
+    bytes.fromhex("FF4082009F" "DF410401030E01" "DF4210") + bytes(range(16))
+    + bytes.fromhex("DF43820080") + bytes(range(0x80, 0x100)) + b"\xff" * 23
+)  # fmt: skip
+
+# shaped like EF 0003: FF 30 82 01 4B { DF31 20 .., DF32 20 .., DF33 82 01 00 <256> }
+INTEGRITY = (
+    bytes.fromhex("FF3082014B" "DF3120") + b"\x11" * 32 + bytes.fromhex("DF3220") + b"\x22" * 32
+    + bytes.fromhex("DF33820100") + b"\x33" * 256
+)  # fmt: skip
+
+MY_NUMBER_EF = bytes.fromhex("FF100C") + b"012345678903" + b"\xff\xff"
+
+
+@pytest.mark.parametrize("ef", [HANAKO_BASIC_INFO, AP_BASIC_INFO, INTEGRITY, MY_NUMBER_EF])
+def test_card_encodings_round_trip_byte_for_byte(ef: bytes) -> None:
+    nodes, filler = tlv.parse_with_filler(ef)
+    assert len(nodes) == 1
+    assert nodes[0].to_bytes() + filler == ef
+    assert set(filler) <= {0xFF}
+
+
+def test_non_minimal_headers_are_kept() -> None:
+    node = tlv.parse(AP_BASIC_INFO)[0]
+    assert node.raw_tag == b"\xff\x40" and node.raw_length == b"\x82\x00\x9f"
+    assert node.length == 159 and node.tag_number == 0x40 and node.is_constructed
+    df43 = node.find(0xDF43)
+    assert df43 is not None and df43.raw_length == b"\x82\x00\x80" and df43.length == 128
+    assert not node.minimal
+    # DER would have said 81 9F and 81 80: a minimal re-encoding is not the card's file
+    kids = [Tlv.primitive(c.raw_tag, c.value, tlv.encode_length(c.length)) for c in node.children or ()]
+    minimal = Tlv.constructed(0xFF40, kids, tlv.encode_length(sum(len(k) for k in kids)))
+    assert minimal.minimal
+    assert minimal.to_bytes() != node.to_bytes()
+    assert minimal.raw_length == b"\x81\x9e"  # one byte shorter: DF43 lost its leading zero
+
+
+def test_my_number_tag_is_long_form_for_a_small_number() -> None:
+    node = tlv.parse(MY_NUMBER_EF)[0]
+    assert node.raw_tag == b"\xff\x10"
+    assert (node.tag_class, node.tag_number, node.is_constructed) == (tlv.CLASS_PRIVATE, 16, True)
+    assert node.raw_tag != tlv.encode_tag(tlv.CLASS_PRIVATE, True, 16)  # DER: F0
+    assert tlv.encode_tag(tlv.CLASS_PRIVATE, True, 16) == b"\xf0"
+    # constructed by its tag bits, yet it holds bare digits: no children, value kept
+    assert node.children is None and node.value == b"012345678903"
+
+
+def test_tree_and_find() -> None:
+    root = tlv.parse(HANAKO_BASIC_INFO)[0]
+    assert [c.tag for c in root.children or ()] == [0xDF21, 0xDF22, 0xDF23, 0xDF24, 0xDF25]
+    assert root.find(0xDF24).value == b"19930331"  # type: ignore[union-attr]
+    assert tlv.find(tlv.parse(HANAKO_BASIC_INFO), b"\xdf\x25").value == b"2"  # type: ignore[union-attr]
+    assert root.find(0xDF26) is None
+    assert tlv.find_all([root], 0xDF22) == [root.children[1]]  # type: ignore[index]
+    assert "DF24 08  3139393330333331" in str(root)
+
+
+@pytest.mark.parametrize(
+    ("n", "width", "expect"),
+    [
+        (0x65, None, "65"),
+        (0x7F, None, "7F"),
+        (0x80, None, "8180"),
+        (0x9F, 2, "82009F"),
+        (0x14B, None, "82014B"),
+        (5, 1, "8105"),
+        (5, 0, "05"),
+    ],
+)
+def test_encode_length(n: int, width: int | None, expect: str) -> None:
+    assert tlv.encode_length(n, width).hex().upper() == expect
+
+
+def test_card_length_rule() -> None:
+    assert tlv.card_length(0x65) == b"\x65"
+    assert tlv.card_length(0x80) == b"\x82\x00\x80"
+    assert tlv.card_length(0x9F) == b"\x82\x00\x9f"
+    assert tlv.card_length(0x213) == b"\x82\x02\x13"
+    with pytest.raises(ValueError):
+        tlv.encode_length(0x80, 0)
+    with pytest.raises(ValueError):
+        tlv.encode_length(0x100, 1)
+
+
+def test_encode_tag() -> None:
+    assert tlv.encode_tag(tlv.CLASS_PRIVATE, False, 0x21) == b"\xdf\x21"
+    assert tlv.encode_tag(tlv.CLASS_PRIVATE, True, 0x20, long_form=True) == b"\xff\x20"
+    assert tlv.encode_tag(tlv.CLASS_UNIVERSAL, True, 0x10) == b"\x30"
+    assert tlv.encode_tag(tlv.CLASS_APPLICATION, True, 0x21) == b"\x7f\x21"
+    assert tlv.encode_tag(tlv.CLASS_CONTEXT, False, 200) == b"\x9f\x81\x48"
+
+
+@pytest.mark.parametrize(
+    ("hexstr", "fragment"),
+    [
+        ("DF", "runs past the end"),
+        ("DF22", "length expected"),
+        ("DF2205AABB", "says 5 bytes"),
+        ("DF2280", "indefinite"),
+        ("DF2282", "runs past the end"),
+        ("DF22850000000001", "length of 5 bytes"),
+        ("FF2005DF2205", "says 5 bytes"),  # a constructed object longer than its data
+    ],
+)
+def test_malformed_tlv(hexstr: str, fragment: str) -> None:
+    with pytest.raises(TlvError, match=fragment):
+        tlv.parse(bytes.fromhex(hexstr))
+
+
+def test_filler_only_at_the_end() -> None:
+    assert tlv.parse(b"\xff" * 16) == []
+    nodes, filler = tlv.parse_with_filler(bytes.fromhex("DF2101AA") + b"\xff\xff")
+    assert [n.value for n in nodes] == [b"\xaa"] and filler == b"\xff\xff"
+    # an FF that starts more data is a tag, not filler
+    with pytest.raises(TlvError):
+        tlv.parse(bytes.fromhex("DF2101AA") + b"\xff\x00")
+
+
+def test_lengths_are_checked_when_given() -> None:
+    assert Tlv.primitive(0xDF21, b"ab", b"\x82\x00\x02").to_bytes() == bytes.fromhex("DF2182000261 62".replace(" ", ""))
+    with pytest.raises(ValueError):
+        Tlv.primitive(0xDF21, b"ab", b"\x03")
+    with pytest.raises(ValueError):
+        Tlv.primitive(0xFF20, b"ab")
+    with pytest.raises(ValueError):
+        Tlv.constructed(0xDF21, [])
+
+
+# ---------------------------------------------------------------- random trees
+
+_primitive_tags = st.sampled_from([b"\x04", b"\x80", b"\xdf\x21", b"\xdf\x43", b"\x5f\x4e", b"\x9f\x81\x48"])
+_constructed_tags = st.sampled_from([b"\x30", b"\xff\x10", b"\xff\x20", b"\x7f\x21", b"\xa1"])
+
+
+@st.composite
+def _length_for(draw: st.DrawFn, n: int) -> bytes:
+    forms: list[int | None] = [None, 2, 3]
+    if n < 0x80:
+        forms.append(0)
+    if n < 0x100:
+        forms.append(1)
+    return tlv.encode_length(n, draw(st.sampled_from(forms)))
+
+
+@st.composite
+def _trees(draw: st.DrawFn, depth: int = 2) -> Tlv:
+    if depth == 0 or draw(st.booleans()):
+        value = draw(st.binary(max_size=300))
+        return Tlv.primitive(draw(_primitive_tags), value, draw(_length_for(len(value))))
+    kids = draw(st.lists(_trees(depth - 1), min_size=1, max_size=3))
+    n = sum(len(k) for k in kids)
+    return Tlv.constructed(draw(_constructed_tags), kids, draw(_length_for(n)))
+
+
+@given(st.lists(_trees(), min_size=1, max_size=3), st.integers(0, 40))
+def test_any_encoding_round_trips(nodes: list[Tlv], filler: int) -> None:
+    data = tlv.concat(nodes) + b"\xff" * filler
+    parsed, rest = tlv.parse_with_filler(data)
+    assert tlv.concat(parsed) + rest == data
+    assert rest == b"\xff" * filler
+    assert [p.to_bytes() for p in parsed] == [n.to_bytes() for n in nodes]
+    for p, n in zip(parsed, nodes, strict=True):
+        assert [x.raw_length for x in p.walk()] == [x.raw_length for x in n.walk()]
+
+
+# ---------------------------------------------------------------- helper application EFs
+
+
+def test_encode_basic_info_matches_the_hand_assembled_file() -> None:
+    ef = tlv.encode_helper_basic_info("番号\u3000花子", "〇〇県△△市□□町１－１－１", date(1993, 3, 31), "2")
+    assert ef == HANAKO_BASIC_INFO
+
+
+def test_decode_basic_info() -> None:
+    info = tlv.decode_helper_basic_info(HANAKO_BASIC_INFO + b"\xff" * 40)
+    assert info == {
+        "name": "番号\u3000花子",
+        "address": "〇〇県△△市□□町１－１－１",
+        "birthdate": date(1993, 3, 31),
+        "birthdate_text": "19930331",
+        "sex": "2",
+        "offsets": (0x0E, 0x20, 0x4D, 0x58),
+    }
+
+
+def test_long_address_uses_the_two_byte_length_form() -> None:
+    address = "東京都千代田区霞が関" + "一丁目" * 20  # 70 characters, 210 bytes of UTF-8
+    ef = tlv.encode_helper_basic_info("番号\u3000花子", address, "19930331", "2", size=400)
+    assert len(ef) == 400 and ef.endswith(b"\xff" * 10)
+    root = tlv.parse(ef)[0]
+    assert root.raw_length[0] == 0x82
+    assert root.find(0xDF23).raw_length == b"\x82\x00\xd2"  # type: ignore[union-attr]
+    info = tlv.decode_helper_basic_info(ef)
+    assert info["address"] == address
+    assert info["offsets"][0] == 5 + 11  # FF 20 82 hh ll, then DF21
+
+
+@given(jst.identities())
+def test_identities_round_trip_through_ef_0002(person: Identity) -> None:
+    ef = tlv.encode_helper_basic_info(person.name, person.address, person.birthdate, person.sex)
+    info = tlv.decode_helper_basic_info(ef)
+    assert (info["name"], info["address"], info["birthdate"], info["sex"]) == (
+        person.name, person.address, person.birthdate, person.sex,
+    )
+    assert tlv.parse(ef)[0].to_bytes() == ef
+
+
+def test_offset_table_is_checked() -> None:
+    bad = bytearray(HANAKO_BASIC_INFO)
+    bad[7] = 0x0F  # first offset 000E -> 000F
+    with pytest.raises(TlvError, match="offset 0"):
+        tlv.decode_helper_basic_info(bytes(bad))
+
+
+@pytest.mark.parametrize(
+    "ef",
+    [
+        b"",
+        MY_NUMBER_EF,
+        bytes.fromhex("FF2003DF2100"),  # no fields
+        bytes.fromhex("FF2007DF2103000000DF22"),  # truncated
+    ],
+)
+def test_bad_basic_info_is_refused(ef: bytes) -> None:
+    with pytest.raises(TlvError):
+        tlv.decode_helper_basic_info(ef)
+
+
+def test_impossible_date_is_reported_not_crashed() -> None:
+    ef = tlv.encode_helper_basic_info("a\u3000b", "x", "19800000", "9")
+    info = tlv.decode_helper_basic_info(ef)
+    assert info["birthdate"] is None and info["birthdate_text"] == "19800000"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("n", "a", "1993-03-31", "2"), "8 digits"),
+        (("n", "a", date(1993, 3, 31), "F"), "ISO 5218"),
+    ],
+)
+def test_basic_info_refuses_bad_facts(args: tuple, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        tlv.encode_helper_basic_info(*args)
+
+
+def test_my_number_ef() -> None:
+    assert tlv.encode_helper_my_number("012345678903") == MY_NUMBER_EF
+    assert len(MY_NUMBER_EF) == 17
+    assert tlv.decode_helper_my_number(MY_NUMBER_EF) == "012345678903"
+    assert tlv.decode_helper_my_number(MY_NUMBER_EF[:15]) == "012345678903"
+
+
+@given(jst.my_numbers())
+def test_my_numbers_round_trip(number: str) -> None:
+    assert tlv.decode_helper_my_number(tlv.encode_helper_my_number(number)) == number
+
+
+@pytest.mark.parametrize(
+    "ef",
+    [b"", bytes.fromhex("FF110C") + b"012345678903", bytes.fromhex("FF100C") + b"01234567890",
+     bytes.fromhex("FF100C") + b"01234567890A", MY_NUMBER_EF + b"\x00"],
+)
+def test_bad_my_number_ef(ef: bytes) -> None:
+    with pytest.raises(TlvError):
+        tlv.decode_helper_my_number(ef)
+
+
+@pytest.mark.parametrize("bad", ["01234567890", "０１２３４５６７８９０３", "0123-4567-8903"])
+def test_encode_my_number_refuses_non_digits(bad: str) -> None:
+    with pytest.raises(ValueError):
+        tlv.encode_helper_my_number(bad)
+
+
+# ---------------------------------------------------------------- certificates
+
+
+@pytest.fixture(scope="module")
+def sign_like_cert() -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI-TEST"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for digital signature"),
+    ])  # fmt: skip
+    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "TEST0123456789ABCDEFGHIJ")])
+
+    def other(arc: int, text: str) -> x509.OtherName:
+        raw = text.encode()
+        return x509.OtherName(x509.ObjectIdentifier(f"1.2.392.200149.8.5.5.{arc}"), b"\x0c" + bytes((len(raw),)) + raw)
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(0x0133C349)
+        .not_valid_before(datetime(2026, 1, 5, tzinfo=timezone.utc))
+        .not_valid_after(datetime(2031, 1, 5, 14, 59, 59, tzinfo=timezone.utc))
+        .add_extension(x509.SubjectAlternativeName([
+            other(1, "番号\u3000花子"), other(3, "2"), other(4, "419930331"), other(5, "〇〇県△△市"),
+        ]), critical=False)  # fmt: skip
+        .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    _ = serialization  # imported for symmetry with the CA code; not needed here
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_describe_certificate(sign_like_cert: bytes) -> None:
+    d = tlv.describe_certificate(sign_like_cert)
+    assert d["subject"] == "C=JP, CN=TEST0123456789ABCDEFGHIJ"
+    assert d["issuer"] == "C=JP, O=JPKI-TEST, OU=JPKI for digital signature"
+    assert (d["serial"], d["serial_hex"]) == (0x0133C349, "133C349")
+    assert d["not_before"] == datetime(2026, 1, 5, tzinfo=timezone.utc)
+    assert d["not_after"] == datetime(2031, 1, 5, 14, 59, 59, tzinfo=timezone.utc)
+    assert d["sha256"] == hashlib.sha256(sign_like_cert).hexdigest()
+    assert d["key_bits"] == 256 and d["is_ca"] is False
+    assert d["key_usage"] == ["digital_signature", "non_repudiation"]
+    assert d["jpki_attributes"] == {
+        "name": "番号\u3000花子", "sex": "2", "birthdate": "419930331", "address": "〇〇県△△市",
+    }
+
+
+def test_describe_certificate_refuses_garbage(sign_like_cert: bytes) -> None:
+    for bad in (b"", b"\x30\x03\x02\x01\x01", sign_like_cert[:100]):
+        with pytest.raises(ValueError, match="not a DER X.509 certificate"):
+            tlv.describe_certificate(bad)
