@@ -1,0 +1,304 @@
+"""``jpki-sim serve``: put emulated cards into PC/SC virtual readers (pcscd + vpcd).
+
+Each card connects to vpcd as the card end of one virtual reader slot, first
+card on ``--vpcd``'s port, the next on the following port, and stays there
+until Ctrl-C / SIGTERM. PIN counter changes are written to the card file as
+they happen (the card's store commits before it answers), so a killed server
+loses nothing. When another process rewrites a card file (``jpki-sim card
+...`` commands), the new state is picked up at the next power-on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
+
+log = logging.getLogger("jpki_sim.serve")
+
+
+def configure(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve cards to PC/SC programs through pcscd's virtual readers (vpcd)",
+        description=(
+            "Attach each card file to a vpcd virtual reader of pcscd, so that any PC/SC "
+            "program (OpenSC's pkcs15-tool and pkcs11 module, pcsc_scan, browsers, "
+            "pyscard) sees it like a card in a reader. Several cards go to consecutive "
+            "ports (readers). Without a card argument the default card is served, "
+            "created on first use. As root, pcscd is started if none runs."
+        ),
+        epilog=(
+            "examples: jpki-sim serve  |  jpki-sim serve alice.json bob.json -v  |  "
+            "jpki-sim serve card.json --trace session.jsonl"
+        ),
+    )
+    p.add_argument("cards", nargs="*", metavar="CARD.json",
+                   help="card files (default: the default card)")
+    p.add_argument(
+        "--vpcd",
+        default="localhost:35963",
+        metavar="HOST:PORT",
+        help="vpcd's port for the first card (default localhost:35963, reader 'Virtual PCD 00 00')",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="log one line per APDU (-vv: also power events)")
+    p.add_argument("--show-pins", action="store_true",
+                   help="show PIN bytes in -v logs and traces (hidden by default)")
+    p.add_argument("--trace", metavar="FILE",
+                   help="write a JSON Lines APDU trace (several cards: FILE-0, FILE-1, ...)")
+    p.add_argument("--install", action="store_true",
+                   help="apt-get install pcscd and vsmartcard-vpcd when they are missing (root)")
+    p.add_argument("--no-start-pcscd", action="store_true",
+                   help="never start pcscd; wait for one to appear")
+    p.add_argument("--json", action="store_true",
+                   help="print events (ready, detached, stopped) as JSON lines on stdout")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _emit(args: argparse.Namespace, text: str, **event: Any) -> None:
+    if args.json:
+        print(json.dumps(event, ensure_ascii=False), flush=True)
+    else:
+        print(text, flush=True)
+
+
+def _open_stores(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    from jpki_sim.errors import UserError
+    from jpki_sim.state import CardStore
+
+    if not args.cards:
+        from jpki_sim.issuer import open_default_card
+
+        store = open_default_card()
+        return [(str(store.path), store)]
+    seen: set[Path] = set()
+    stores: list[tuple[str, Any]] = []
+    for name in args.cards:
+        resolved = Path(name).resolve()
+        if resolved in seen:
+            raise UserError(f"{name} is given twice: one card file can be in one reader only")
+        seen.add(resolved)
+        stores.append((name, CardStore.open(name)))
+    return stores
+
+
+def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> Any:
+    """Check (and with --install, fix) the local PC/SC stack; start pcscd if we may.
+
+    Returns the :class:`~jpki_sim.pcscd.Pcscd` we started, or None.
+    """
+    from jpki_sim import pcscd
+    from jpki_sim.errors import UserError
+
+    if host not in LOCAL_HOSTS:
+        return None  # a remote vpcd: nothing here to check
+    missing = []
+    if pcscd.find_binary() is None:
+        missing.append("pcscd")
+    if pcscd.vpcd_driver() is None:
+        missing.append("vsmartcard-vpcd")
+    if missing:
+        if not args.install:
+            raise UserError(f"{' and '.join(missing)} not installed: {pcscd.SETUP_HINT}")
+        print(f"installing {', '.join(pcscd.APT_PACKAGES)} ...", file=sys.stderr, flush=True)
+        try:
+            pcscd.apt_install()
+        except pcscd.PcscdError as exc:
+            raise UserError(str(exc)) from None
+
+    conf = pcscd.vpcd_readers()
+    if conf:
+        for p in range(port, port + count):
+            if pcscd.vpcd_reader_for_port(p, conf) is None:
+                known = ", ".join(f"{r.ports.start}-{r.ports.stop - 1}" for r in conf)
+                raise UserError(
+                    f"no vpcd reader listens on port {p} (configured ports: {known}); "
+                    f"add a reader to {pcscd.READER_CONF_DIR} (see docs) or serve fewer cards"
+                )
+
+    if pcscd.is_running() or args.no_start_pcscd:
+        return None
+    if not pcscd.is_root():
+        raise UserError(
+            "pcscd is not running: start it with `sudo pcscd -f &` "
+            "(or run `sudo jpki-sim serve`, which starts it)"
+        )
+    daemon = pcscd.Pcscd(debug=args.verbose >= 3)
+    try:
+        daemon.start()
+    except pcscd.PcscdError as exc:
+        raise UserError(str(exc)) from None
+    print(f"started pcscd (pid {daemon.pid}); it stops when serve stops", file=sys.stderr,
+          flush=True)
+    return daemon
+
+
+def _reader_name(port: int, timeout: float) -> str:
+    """The PC/SC name of the vpcd reader on ``port``, confirmed present when pyscard can."""
+    from jpki_sim import pcscd
+
+    try:
+        from jpki_sim.pcsc import PcscError, list_readers, wait_for_card
+
+        deadline = time.monotonic() + timeout
+        name = None
+        while name is None and time.monotonic() < deadline:
+            name = pcscd.pcsc_reader_name(port, list_readers())
+            if name is None:
+                time.sleep(0.05)
+        if name is not None:
+            wait_for_card(name, True, max(deadline - time.monotonic(), 0.5))
+            return name
+    except (ImportError, PcscError):
+        pass
+    return pcscd.pcsc_reader_name(port) or f"vpcd port {port}"
+
+
+class _Tracer:
+    """Adapts a TraceWriter to the bridge's hooks."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def xfer(self, command: bytes, response: bytes, duration: float) -> None:
+        self.writer.xfer(command, response, time.monotonic() - duration, duration)
+
+    def power(self, code: int, atr: bytes) -> None:
+        from jpki_sim import vpcd
+
+        if code == vpcd.POWER_OFF:
+            self.writer.power_off()
+        else:
+            self.writer.reset(atr, "cold" if code == vpcd.POWER_ON else "warm")
+
+
+def _trace_paths(template: str, count: int) -> list[str]:
+    if count == 1:
+        return [template]
+    p = Path(template)
+    return [str(p.with_name(f"{p.stem}-{i}{p.suffix}")) for i in range(count)]
+
+
+# ---------------------------------------------------------------- the command
+
+
+def run(args: argparse.Namespace) -> int:
+    from jpki_sim import vpcd
+    from jpki_sim.errors import CardFileError, UserError
+    from jpki_sim.profile import build_card
+
+    try:
+        host, port = vpcd.parse_address(args.vpcd)
+    except ValueError as exc:
+        raise UserError(f"--vpcd: {exc}") from None
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose >= 2 else logging.INFO,
+        format="%(asctime)s.%(msecs)03d %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    stores = _open_stores(args)
+    if port + len(stores) - 1 > 65535:
+        raise UserError(f"{len(stores)} cards from port {port} run past port 65535")
+    daemon = _preflight(args, host, port, len(stores))
+
+    tracers: list[_Tracer] = []
+    if args.trace:
+        from jpki_sim.trace import TraceWriter
+
+        for (label, _), path in zip(stores, _trace_paths(args.trace, len(stores)), strict=True):
+            try:
+                writer = TraceWriter(path, card=label, keep_pins=args.show_pins)
+            except OSError as exc:
+                raise UserError(f"--trace {path}: {exc.strerror}") from None
+            tracers.append(_Tracer(writer))
+
+    stop = threading.Event()
+    bridges: list[vpcd.VpcdBridge] = []
+
+    def make_refresh(label: str, store: Any) -> vpcd.RefreshHook:
+        def refresh(card: Any) -> Any:
+            if not store.changed_on_disk():
+                return card
+            try:
+                store.reload()
+            except CardFileError as exc:
+                log.error("%s: changed on disk but cannot be read (%s); keeping the old state",
+                          label, exc)
+                return card
+            log.info("%s: card file changed on disk; reloaded", label)
+            return build_card(store)
+
+        return refresh
+
+    def on_attached(bridge: vpcd.VpcdBridge) -> None:
+        # called from the bridge thread before it answers vpcd: never block it
+        def announce() -> None:
+            reader = _reader_name(bridge.port, 5.0)
+            _emit(args, f"card {bridge.label} ready in reader '{reader}'",
+                  event="ready", card=bridge.label, reader=reader, vpcd=bridge.address)
+
+        threading.Thread(target=announce, daemon=True).start()
+
+    def on_detached(bridge: vpcd.VpcdBridge) -> None:
+        if not stop.is_set():
+            _emit(args, f"card {bridge.label} detached from {bridge.address}; reconnecting",
+                  event="detached", card=bridge.label, vpcd=bridge.address)
+
+    for i, (label, store) in enumerate(stores):
+        tracer = tracers[i] if tracers else None
+        bridge = vpcd.VpcdBridge(
+            build_card(store),
+            host,
+            port + i,
+            label=label,
+            refresh=make_refresh(label, store),
+            trace=tracer.xfer if tracer else None,
+            power_trace=tracer.power if tracer else None,
+            log_apdus=args.verbose >= 1,
+            show_pins=args.show_pins,
+            on_attached=on_attached,
+            on_detached=on_detached,
+        )
+        bridges.append(bridge)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for bridge in bridges:
+            bridge.start()
+        ports = f"{port}" if len(bridges) == 1 else f"{port}-{port + len(bridges) - 1}"
+        print(f"serving {len(bridges)} card(s) to vpcd at {host}:{ports}; Ctrl-C stops",
+              file=sys.stderr, flush=True)
+        while not stop.wait(1.0):
+            if daemon is not None and not daemon.alive():
+                log.error("the pcscd we started has exited; waiting for a new one")
+                daemon = None
+    finally:
+        for bridge in bridges:
+            bridge.stop()
+        for tracer in tracers:
+            tracer.writer.close()
+        if daemon is not None:
+            daemon.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    _emit(args, f"stopped ({sum(b.apdu_count for b in bridges)} APDUs answered)",
+          event="stopped", apdus=sum(b.apdu_count for b in bridges))
+    return 0
+

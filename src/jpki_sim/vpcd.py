@@ -1,0 +1,403 @@
+"""The card end of vsmartcard's vpcd socket: an emulated card in a PC/SC reader.
+
+pcscd's ``vpcd`` driver listens on one TCP port per virtual reader slot
+(35963, 35964 by default) and waits for a card to connect. This module is that
+card: a TCP client that answers vpcd's messages with an
+:class:`~jpki_sim.transport.EmulatedCard`.
+
+Wire format, both directions: a 2-byte big-endian length N, then N bytes.
+
+- N == 1 is a control code from vpcd: ``00`` power off, ``01`` power on,
+  ``02`` warm reset, ``04`` "send your ATR". Only ``04`` gets a reply.
+- N > 1 is a command APDU; it gets exactly one framed response APDU.
+- An empty reply means "card removed" to vpcd, so we never send one.
+
+Speed: Debian 12's vpcd writes the length and the payload with two ``send()``
+calls on a socket with Nagle on, so its second segment waits for our ACK of the
+first; Linux delays that ACK by ~40 ms when it has nothing to send back. We
+re-arm ``TCP_QUICKACK`` before and after every ``recv`` (the kernel clears it
+on its own), set ``TCP_NODELAY`` and send each reply as one buffer. Without
+that every message, including the 400 ms presence polls, stalls ~40 ms.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from jpki_sim.trace import PIN_COMMANDS
+from jpki_sim.transport import EmulatedCard
+
+DEFAULT_HOST = "localhost"
+DEFAULT_PORT = 35963  # vpcd's CHANNELID 0x8C7B; slot n listens on DEFAULT_PORT + n
+
+# control codes vpcd sends as one-byte messages
+POWER_OFF = 0x00
+POWER_ON = 0x01
+RESET = 0x02
+GET_ATR = 0x04
+CONTROL_NAMES = {POWER_OFF: "power off", POWER_ON: "power on", RESET: "reset", GET_ATR: "get ATR"}
+
+MAX_MESSAGE = 0xFFFF  # the 2-byte length field; vpcd refuses longer sends
+RECV_SIZE = MAX_MESSAGE + 2
+
+#: answered when the card gives nothing usable (never send an empty frame)
+SW_NO_PRECISE_DIAGNOSIS = b"\x6f\x00"
+
+
+#: seconds to wait after connecting before warning that vpcd does not poll us
+FIRST_POLL_WARNING = 5.0
+BACKOFF_FIRST = 0.05
+BACKOFF_MAX = 2.0
+
+#: trace hook: (command APDU, response APDU, seconds the card took)
+TraceHook = Callable[[bytes, bytes, float], None]
+#: called before each power-on with the current card; returns the card to use
+#: from then on (serve uses it to reload a card file another process rewrote)
+RefreshHook = Callable[[EmulatedCard], EmulatedCard]
+#: power event hook: (control code POWER_OFF/POWER_ON/RESET, the card's ATR)
+PowerHook = Callable[[int, bytes], None]
+
+log = logging.getLogger("jpki_sim.vpcd")
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class FrameParser:
+    """Splits vpcd's byte stream into messages, whatever the TCP segmentation.
+
+    Several messages can arrive in one ``recv`` (``00 01 02 00 01 04``: reset,
+    then get-ATR) and one message can be split across several.
+    """
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet forming a whole message."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self._buf
+        buf += data
+        messages: list[bytes] = []
+        start = 0
+        end = len(buf)
+        while end - start >= 2:
+            n = (buf[start] << 8) | buf[start + 1]
+            if end - start - 2 < n:
+                break
+            messages.append(bytes(buf[start + 2 : start + 2 + n]))
+            start += 2 + n
+        if start:
+            del buf[:start]
+        return messages
+
+
+def frame(payload: bytes) -> bytes:
+    """Length-prefix one message (one buffer, so it leaves in one ``send``)."""
+    n = len(payload)
+    if n > MAX_MESSAGE:
+        raise ValueError(f"vpcd message of {n} bytes: at most {MAX_MESSAGE}")
+    return bytes(((n >> 8) & 0xFF, n & 0xFF)) + payload
+
+
+def redact_pin(apdu: bytes) -> str:
+    """Hex of a command APDU with the PIN bytes of VERIFY-like commands hidden."""
+    if len(apdu) > 5 and (apdu[0] & 0x80, apdu[1]) in PIN_COMMANDS:
+        return f"{apdu[:5].hex().upper()} <{len(apdu) - 5} bytes hidden>"
+    return apdu.hex().upper()
+
+
+def describe_response(resp: bytes, limit: int = 48) -> str:
+    if len(resp) <= 2:
+        return resp.hex().upper()
+    data, sw = resp[:-2], resp[-2:]
+    shown = data[:limit].hex().upper()
+    more = f"... ({len(data)} bytes)" if len(data) > limit else ""
+    return f"{shown}{more} {sw.hex().upper()}"
+
+
+class VpcdBridge:
+    """Attach one emulated card to one vpcd reader slot and keep it attached.
+
+    ``run()`` connects to vpcd at ``host:port``, answers its messages, and when
+    vpcd goes away (pcscd stopped or restarted) reconnects with backoff until
+    :meth:`stop` is called. ``card`` may be swapped at any time between
+    messages.
+    """
+
+    def __init__(
+        self,
+        card: EmulatedCard,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        label: str = "card",
+        refresh: RefreshHook | None = None,
+        trace: TraceHook | None = None,
+        power_trace: PowerHook | None = None,
+        log_apdus: bool = False,
+        show_pins: bool = False,
+        reconnect: bool = True,
+        on_attached: Callable[[VpcdBridge], None] | None = None,
+        on_detached: Callable[[VpcdBridge], None] | None = None,
+    ) -> None:
+        self.card = card
+        self.host = host
+        self.port = port
+        self.label = label
+        self.refresh = refresh
+        self.trace = trace
+        self.power_trace = power_trace
+        self.log_apdus = log_apdus
+        self.show_pins = show_pins
+        self.reconnect = reconnect
+        self.on_attached = on_attached
+        self.on_detached = on_detached
+        #: set while vpcd has polled us on the current connection (card present)
+        self.attached = threading.Event()
+        #: command APDUs answered since start
+        self.apdu_count = 0
+        self._stop = threading.Event()
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> threading.Thread:
+        """Run the bridge in a background thread."""
+        thread = threading.Thread(target=self.run, name=f"vpcd-{self.port}", daemon=True)
+        self._thread = thread
+        thread.start()
+        return thread
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Detach the card: close the socket and end :meth:`run`.
+
+        The APDU being processed, if any, finishes first (its state change is
+        already committed by the card); only its reply may be lost.
+        """
+        self._stop.set()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recv
+            except OSError:
+                pass
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Connect, serve, reconnect; return after :meth:`stop` (or on loss without reconnect)."""
+        delay = BACKOFF_FIRST
+        warned = False
+        while not self._stop.is_set():
+            try:
+                sock = socket.create_connection((self.host, self.port), timeout=2.0)
+            except OSError as exc:
+                if not self.reconnect:
+                    raise
+                if not warned:
+                    log.warning(
+                        "%s: cannot reach vpcd at %s (%s); is pcscd running with the vpcd "
+                        "driver? retrying",
+                        self.label,
+                        self.address,
+                        exc.strerror or exc,
+                    )
+                    warned = True
+                self._stop.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            warned = False
+            try:
+                got_message = self.serve_connection(sock)
+            finally:
+                sock.close()
+            if got_message:
+                delay = BACKOFF_FIRST
+            if not self.reconnect or self._stop.is_set():
+                break
+            self._stop.wait(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    # ------------------------------------------------------------ one connection
+
+    def serve_connection(self, sock: socket.socket) -> bool:
+        """Answer vpcd on a connected socket until it closes; True if vpcd spoke at all."""
+        self._sock = sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        got_message = False
+        try:
+            if self._stop.is_set():
+                return False
+            got_message = self._serve(sock)
+        except OSError as exc:
+            if not self._stop.is_set():
+                log.info("%s: connection to vpcd at %s lost (%s)", self.label, self.address, exc)
+        finally:
+            self._sock = None
+            was_attached = self.attached.is_set()
+            self.attached.clear()
+            # the reader lost the card: volatile state (verified PINs, current DF) goes too
+            try:
+                self.card.power_off()
+            except Exception:  # the card must not take the bridge down
+                log.exception("%s: power off failed", self.label)
+            if was_attached:
+                if not self._stop.is_set():
+                    log.info("%s: detached from vpcd at %s", self.label, self.address)
+                if self.on_detached is not None:
+                    self.on_detached(self)
+        return got_message
+
+    def _serve(self, sock: socket.socket) -> bool:
+        parser = FrameParser()
+        recv = sock.recv
+        setopt = sock.setsockopt
+        sendall = sock.sendall
+        handle = self._handle
+        quickack = _QUICKACK
+        tcp = socket.IPPROTO_TCP
+        got_message = False
+
+        # vpcd accepts us at its next presence poll (<= 400 ms); if nothing
+        # comes for a while the slot is probably taken by another card
+        sock.settimeout(FIRST_POLL_WARNING)
+        try:
+            if quickack is not None:
+                setopt(tcp, quickack, 1)
+            first = recv(RECV_SIZE)
+        except TimeoutError:
+            log.warning(
+                "%s: connected to %s but vpcd has not polled for %.0f s: is another card "
+                "attached to this reader, or is this port not vpcd? still waiting",
+                self.label,
+                self.address,
+                FIRST_POLL_WARNING,
+            )
+            sock.settimeout(None)
+            first = recv(RECV_SIZE)
+        sock.settimeout(None)
+        data = first
+        while True:
+            if quickack is not None:
+                setopt(tcp, quickack, 1)
+            if not data:
+                return got_message
+            got_message = True
+            n = len(data)
+            # fast path: exactly one whole message in this segment
+            if not parser.pending and n >= 2 and ((data[0] << 8) | data[1]) + 2 == n:
+                reply = handle(data[2:])
+                if reply is not None:
+                    sendall(reply)
+            else:
+                for message in parser.feed(data):
+                    reply = handle(message)
+                    if reply is not None:
+                        sendall(reply)
+            if quickack is not None:
+                setopt(tcp, quickack, 1)
+            data = recv(RECV_SIZE)
+
+    def _handle(self, message: bytes) -> bytes | None:
+        """One message from vpcd -> the framed reply, or None for no reply."""
+        n = len(message)
+        if n == 1:
+            return self._control(message[0])
+        if n == 0:
+            return None  # vpcd never sends these; nothing sensible to answer
+        card = self.card
+        t0 = time.perf_counter()
+        try:
+            resp = card.process(message)
+        except Exception:  # process() must not raise; if it does, keep the reader alive
+            log.exception("%s: card raised on %s", self.label, redact_pin(message))
+            resp = SW_NO_PRECISE_DIAGNOSIS
+        elapsed = time.perf_counter() - t0
+        if not resp or len(resp) < 2 or len(resp) > MAX_MESSAGE:
+            log.error("%s: card gave an unusable %d-byte response", self.label, len(resp or b""))
+            resp = SW_NO_PRECISE_DIAGNOSIS
+        self.apdu_count += 1
+        if self.log_apdus:
+            shown = message.hex().upper() if self.show_pins else redact_pin(message)
+            log.info(
+                "%s: > %s  < %s  (%.2f ms)",
+                self.label,
+                shown,
+                describe_response(resp),
+                elapsed * 1000,
+            )
+        if self.trace is not None:
+            try:
+                self.trace(message, resp, elapsed)
+            except Exception:
+                log.exception("%s: trace hook failed; tracing switched off", self.label)
+                self.trace = None
+        n = len(resp)
+        return bytes(((n >> 8) & 0xFF, n & 0xFF)) + resp
+
+    def _control(self, code: int) -> bytes | None:
+        if code == GET_ATR:
+            atr = self.card.atr
+            if not self.attached.is_set():
+                self.attached.set()
+                log.info("%s: attached to vpcd at %s", self.label, self.address)
+                if self.on_attached is not None:
+                    self.on_attached(self)
+            return frame(atr)
+        try:
+            if code == POWER_ON:
+                if self.refresh is not None:
+                    self.card = self.refresh(self.card)
+                self.card.power_on()
+            elif code == POWER_OFF:
+                self.card.power_off()
+            elif code == RESET:
+                self.card.reset()
+            else:
+                log.warning("%s: unknown vpcd control code %02X ignored", self.label, code)
+                return None
+        except Exception:
+            log.exception("%s: %s failed", self.label, CONTROL_NAMES.get(code, code))
+        if self.log_apdus:
+            log.debug("%s: %s", self.label, CONTROL_NAMES[code])
+        if self.power_trace is not None:
+            try:
+                self.power_trace(code, self.card.atr)
+            except Exception:
+                log.exception("%s: trace hook failed; tracing switched off", self.label)
+                self.power_trace = None
+        return None
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``HOST`` or ``:PORT`` -> (host, port); raises ValueError."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = text, str(DEFAULT_PORT)
+    host = host.strip("[]") or DEFAULT_HOST
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"bad port {port_text!r} in {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range in {text!r}")
+    return host, port

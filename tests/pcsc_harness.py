@@ -1,0 +1,356 @@
+"""Fixtures for tests that go through real pcscd + vpcd (no mocks).
+
+- ``pcscd_session``: a pcscd with vpcd readers. Uses the running one, or (as
+  root) starts ``pcscd -f`` for the session and stops it at the end. Without
+  pcscd the PC/SC tests skip with the reason; with ``JPKI_SIM_REQUIRE_PCSC=1``
+  (set by ``.ci/run``) they fail instead.
+- ``jpki_state``: one issued card state per session (RSA keys are slow);
+  ``fresh_store`` gives each test its own file-backed copy.
+- ``vpcd_reader``: a card served through vpcd slot 0 by an in-process
+  :class:`~jpki_sim.vpcd.VpcdBridge`; the test swaps in its own card.
+
+PC/SC sessions of different pytest runs on one machine share pcscd's fixed
+socket and vpcd's fixed ports, so the session fixture holds an exclusive lock
+file while it uses them: concurrent runs take turns instead of clashing.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jpki_sim import jpki, pcscd
+from jpki_sim.state import CardState, CardStore, Identity, KeySlot, PinState, save
+from jpki_sim.vpcd import DEFAULT_PORT, VpcdBridge
+
+REQUIRE_ENV = "JPKI_SIM_REQUIRE_PCSC"
+LOCK_PATH = "/tmp/jpki-sim-pcsc.lock"
+PORTS = (DEFAULT_PORT, DEFAULT_PORT + 1)
+
+
+def pcsc_required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail in CI: PC/SC tests must run there."""
+    if pcsc_required():
+        pytest.fail(f"{reason} ({REQUIRE_ENV} is set, so this is a failure)", pytrace=False)
+    pytest.skip(reason)
+
+
+# ---------------------------------------------------------------- pcscd
+
+
+def _take_lock(timeout: float = 600.0) -> Any:
+    """Wait for other test runs on this machine to finish with pcscd's readers."""
+    lock = open(LOCK_PATH, "a")  # noqa: SIM115
+    try:
+        os.chmod(LOCK_PATH, 0o666)  # let other users' runs take turns too
+    except PermissionError:
+        pass
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                unavailable(f"another test run held {LOCK_PATH} for {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+@dataclass
+class PcscSession:
+    readers: list[str]  # vpcd reader names, slot order
+    started: pcscd.Pcscd | None
+
+    def reader_for_port(self, port: int) -> str:
+        name = pcscd.pcsc_reader_name(port, self.readers)
+        assert name is not None, f"no vpcd reader for port {port} in {self.readers}"
+        return name
+
+
+@pytest.fixture(scope="session")
+def pcscd_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscSession]:
+    try:
+        import smartcard  # noqa: F401
+    except ImportError:
+        unavailable("pyscard is not installed (pip install -e '.[test]')")
+    if pcscd.vpcd_driver() is None:
+        unavailable("the vpcd driver is not installed (apt-get install vsmartcard-vpcd)")
+    conf = pcscd.vpcd_readers()
+    if not any(DEFAULT_PORT in r.ports and DEFAULT_PORT + 1 in r.ports for r in conf):
+        unavailable(f"no vpcd reader on ports {PORTS} in {pcscd.READER_CONF_DIR}")
+
+    lock = _take_lock()
+    started: pcscd.Pcscd | None = None
+    try:
+        if not pcscd.is_running():
+            if pcscd.find_binary() is None:
+                unavailable("pcscd is not installed (tools/setup.sh installs it)")
+            if not pcscd.is_root():
+                unavailable("pcscd is not running and only root can start it (sudo pcscd -f &)")
+            log = tmp_path_factory.mktemp("pcscd") / "pcscd.log"
+            started = pcscd.Pcscd(log_path=log).start()
+        readers = pcscd.wait_for_readers(timeout=10.0)
+        names = [pcscd.pcsc_reader_name(p, readers) for p in PORTS]
+        if None in names:
+            unavailable(f"pcscd shows no vpcd readers for ports {PORTS}: {readers}")
+        yield PcscSession([n for n in names if n], started)
+    finally:
+        if started is not None:
+            started.stop()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+# ---------------------------------------------------------------- cards
+
+
+def _self_signed_ca(name: str, key: Any, today: date) -> Any:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "jpki-sim test"),
+                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    start = datetime.combine(today, datetime.min.time(), timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _leaf(ca: Any, ca_key: Any, key: Any, cn: str, serial: int, today: date) -> Any:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    start = datetime.combine(today, datetime.min.time(), timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=1800))
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def build_state() -> CardState:
+    """A JPKI card state with fresh RSA-2048 keys and the default PINs.
+
+    Built here with ``cryptography`` so the PC/SC tests need nothing but the
+    state model; the certificates are those of a small test hierarchy.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from jpki_sim.mynumber import complete
+
+    today = date.today()
+
+    def new_key() -> Any:
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def pem(key: Any) -> str:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()).decode()
+
+    def der(cert: Any) -> bytes:
+        return cert.public_bytes(serialization.Encoding.DER)
+
+    ca_key = new_key()
+    auth_ca = _self_signed_ca("jpki-sim test auth CA", ca_key, today)
+    sign_ca = _self_signed_ca("jpki-sim test sign CA", ca_key, today)
+    slots = {}
+    for which, serial, ca in (("auth", 0x1001, auth_ca), ("sign", 0x2001, sign_ca)):
+        key = new_key()
+        cert = _leaf(ca, ca_key, key, f"jpki-sim {which}", serial, today)
+        slots[which] = KeySlot(pem(key), der(cert), serial, today, today + timedelta(days=1800))
+    pins = {
+        name: PinState(jpki.DEFAULT_PINS[name], policy.max_tries, policy.max_tries)
+        for name, policy in jpki.PIN_POLICIES.items()
+    }
+    return CardState(
+        identity=Identity("テスト 太郎", date(1990, 1, 2), "1", "東京都千代田区1-1",
+                          complete("12345678901")),
+        issued=today,
+        expires=today + timedelta(days=3650),
+        application_id="12345678901234567890123",
+        security_code="1234",
+        auth=slots["auth"],
+        sign=slots["sign"],
+        auth_ca_der=der(auth_ca),
+        sign_ca_der=der(sign_ca),
+        pins=pins,
+    )
+
+
+@pytest.fixture(scope="session")
+def jpki_state() -> CardState:
+    """One card state per session (key generation is the slow part); copy before changing."""
+    return build_state()
+
+
+@pytest.fixture
+def fresh_store(jpki_state: CardState, tmp_path: Path) -> CardStore:
+    """A file-backed copy of the session's card with full PIN counters."""
+    path = tmp_path / "card.json"
+    save(copy.deepcopy(jpki_state), path)
+    return CardStore.open(path)
+
+
+def new_store(state: CardState, path: Path) -> CardStore:
+    save(copy.deepcopy(state), path)
+    return CardStore.open(path)
+
+
+# ---------------------------------------------------------------- served cards
+
+
+class ServedCard:
+    """A card in a vpcd reader, served by a bridge thread in the test process."""
+
+    def __init__(self, bridge: VpcdBridge, reader: str) -> None:
+        self.bridge = bridge
+        self.reader = reader
+        self.store: CardStore | None = None
+
+    def insert(self, card: Any) -> None:
+        """Swap the card (between PC/SC connections); pcscd may still think it powered."""
+        card.power_on()
+        self.bridge.card = card
+
+
+def attach(card: Any, port: int, reader: str, timeout: float = 5.0) -> VpcdBridge:
+    """Connect ``card`` to vpcd on ``port`` and wait until pcscd shows it present."""
+    from jpki_sim.pcsc import wait_for_card
+
+    # the previous card on this slot must be gone first, else we would see its presence
+    assert wait_for_card(reader, present=False, timeout=timeout), f"{reader} did not empty"
+    bridge = VpcdBridge(card, port=port, label=f"test card on {port}")
+    bridge.start()
+    if not (bridge.attached.wait(timeout) and wait_for_card(reader, True, timeout)):
+        bridge.stop()
+        pytest.fail(f"card did not appear in {reader!r} within {timeout} s")
+    return bridge
+
+
+def detach(bridge: VpcdBridge, reader: str, timeout: float = 5.0) -> None:
+    from jpki_sim.pcsc import wait_for_card
+
+    bridge.stop()
+    assert wait_for_card(reader, present=False, timeout=timeout), f"{reader} kept the card"
+
+
+@pytest.fixture(scope="session")
+def vpcd_slot0(pcscd_session: PcscSession, jpki_state: CardState,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCard]:
+    """A bridge on vpcd slot 0 for the whole session (attaching takes a pcscd poll)."""
+    from jpki_sim.profile import build_card
+
+    reader = pcscd_session.reader_for_port(PORTS[0])
+    store = new_store(jpki_state, tmp_path_factory.mktemp("slot0") / "card.json")
+    bridge = attach(build_card(store), PORTS[0], reader)
+    try:
+        yield ServedCard(bridge, reader)
+    finally:
+        detach(bridge, reader)
+
+
+@pytest.fixture
+def vpcd_reader(vpcd_slot0: ServedCard, fresh_store: CardStore) -> ServedCard:
+    """The test's own fresh card (``.store``) in vpcd slot 0; ``.reader`` is its PC/SC name."""
+    from jpki_sim.profile import build_card
+
+    vpcd_slot0.insert(build_card(fresh_store))
+    vpcd_slot0.store = fresh_store
+    return vpcd_slot0
+
+
+# ---------------------------------------------------------------- subprocesses
+
+
+def jpki_sim_command() -> list[str]:
+    """How to run the CLI from tests (the same interpreter, no PATH assumptions)."""
+    return [sys.executable, "-m", "jpki_sim"]
+
+
+class ServeProcess:
+    """``jpki-sim serve`` as a child process, with its ready line awaited."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [*jpki_sim_command(), "serve", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: list[str] = []
+
+    def wait_ready(self, count: int = 1, timeout: float = 15.0) -> list[str]:
+        """Read stdout until ``count`` ready lines; fail with stderr if the server dies."""
+        import selectors
+
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        ready = [line for line in self.lines if " ready in reader " in line]
+        while len(ready) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sel.select(remaining):
+                self.kill()
+                pytest.fail(f"serve not ready in {timeout} s: {self.stderr_text()}")
+            line = self.proc.stdout.readline()
+            if not line:
+                pytest.fail(f"serve exited ({self.proc.wait()}): {self.stderr_text()}")
+            self.lines.append(line.rstrip("\n"))
+            if " ready in reader " in line:
+                ready.append(line)
+        return ready
+
+    def stderr_text(self) -> str:
+        if self.proc.poll() is None or self.proc.stderr is None:
+            return ""
+        return self.proc.stderr.read()[-2000:]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 10.0) -> int:
+        self.proc.terminate()
+        return self.proc.wait(timeout)
+
+
+def opensc_available() -> bool:
+    return all(shutil.which(tool) for tool in ("opensc-tool", "pkcs15-tool", "pkcs11-tool"))
