@@ -26,7 +26,9 @@ H = "00B00000"  # READ BINARY header, reused below
         ("802A0080" + "000001AA" + "0101", "4E", b"\xaa", 257, True),
     ],
 )
-def test_each_case_parses(hexstr: str, case: str, data: bytes, ne: int | None, extended: bool) -> None:
+def test_each_case_parses(
+    hexstr: str, case: str, data: bytes, ne: int | None, extended: bool
+) -> None:
     raw = bytes.fromhex(hexstr)
     apdu = CommandApdu.parse(raw)
     assert (apdu.case, apdu.data, apdu.ne, apdu.extended) == (case, data, ne, extended)

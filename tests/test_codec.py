@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -49,7 +51,10 @@ def test_build_and_parse_each_case(case: str, kwargs: dict, hexstr: str) -> None
     apdu = codec.parse_command(raw)
     assert apdu.case == case
     assert (apdu.cla, apdu.ins, apdu.p1, apdu.p2) == (
-        kwargs["cla"], kwargs["ins"], kwargs["p1"], kwargs["p2"],
+        kwargs["cla"],
+        kwargs["ins"],
+        kwargs["p1"],
+        kwargs["p2"],
     )
     assert apdu.data == kwargs.get("data", b"")
     assert apdu.ne == kwargs.get("ne")
@@ -109,12 +114,15 @@ def test_parse_refuses_malformed_lengths(hexstr: str, fragment: str) -> None:
 def test_valid_apdus_parse_identically_through_both(apdu: CommandApdu) -> None:
     raw = apdu.to_bytes()
     assert codec.parse_command(raw) == CommandApdu.parse(raw) == apdu
-    assert codec.build_command(
-        apdu.cla, apdu.ins, apdu.p1, apdu.p2, apdu.data, apdu.ne, apdu.extended or None
-    ) == raw
+    assert (
+        codec.build_command(
+            apdu.cla, apdu.ins, apdu.p1, apdu.p2, apdu.data, apdu.ne, apdu.extended or None
+        )
+        == raw
+    )
 
 
-def _outcome(parse, raw: bytes) -> CommandApdu | str:  # type: ignore[no-untyped-def]
+def _outcome(parse: Callable[[bytes], CommandApdu], raw: bytes) -> CommandApdu | str:
     try:
         return parse(raw)
     except MalformedApdu:

@@ -36,7 +36,9 @@ def test_check_digit_by_hand() -> None:
     assert mynumber.check_digit("01234567890") == 11 - 8
 
 
-@pytest.mark.parametrize("bad", ["1234", "0123456789012", "01234567890a", "０１２３４５６７８９０３", ""])
+@pytest.mark.parametrize(
+    "bad", ["1234", "0123456789012", "01234567890a", "０１２３４５６７８９０３", ""]
+)
 def test_wrong_shapes(bad: str) -> None:
     assert not mynumber.is_valid(bad)
     with pytest.raises(ValueError):

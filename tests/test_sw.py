@@ -32,7 +32,9 @@ def test_every_enum_member_has_its_own_meaning() -> None:
     assert len({meaning(m) for m in SW}) == len(SW)
 
 
-@pytest.mark.parametrize(("n", "word"), [(0, "no tries left"), (1, "1 try left"), (2, "2 tries left")])
+@pytest.mark.parametrize(
+    ("n", "word"), [(0, "no tries left"), (1, "1 try left"), (2, "2 tries left")]
+)
 def test_63cx_counts_tries(n: int, word: str) -> None:
     assert word in describe(0x63C0 | n)
     assert describe(0x63C0 | n).startswith(f"63C{n}")

@@ -63,7 +63,9 @@ def test_non_minimal_headers_are_kept() -> None:
     assert df43 is not None and df43.raw_length == b"\x82\x00\x80" and df43.length == 128
     assert not node.minimal
     # DER would have said 81 9F and 81 80: a minimal re-encoding is not the card's file
-    kids = [Tlv.primitive(c.raw_tag, c.value, tlv.encode_length(c.length)) for c in node.children or ()]
+    kids = [
+        Tlv.primitive(c.raw_tag, c.value, tlv.encode_length(c.length)) for c in node.children or ()
+    ]
     minimal = Tlv.constructed(0xFF40, kids, tlv.encode_length(sum(len(k) for k in kids)))
     assert minimal.minimal
     assert minimal.to_bytes() != node.to_bytes()
@@ -152,7 +154,9 @@ def test_filler_only_at_the_end() -> None:
 
 
 def test_lengths_are_checked_when_given() -> None:
-    assert Tlv.primitive(0xDF21, b"ab", b"\x82\x00\x02").to_bytes() == bytes.fromhex("DF2182000261 62".replace(" ", ""))
+    assert Tlv.primitive(0xDF21, b"ab", b"\x82\x00\x02").to_bytes() == bytes.fromhex(
+        "DF2182000261 62".replace(" ", "")
+    )
     with pytest.raises(ValueError):
         Tlv.primitive(0xDF21, b"ab", b"\x03")
     with pytest.raises(ValueError):
@@ -163,7 +167,9 @@ def test_lengths_are_checked_when_given() -> None:
 
 # ---------------------------------------------------------------- random trees
 
-_primitive_tags = st.sampled_from([b"\x04", b"\x80", b"\xdf\x21", b"\xdf\x43", b"\x5f\x4e", b"\x9f\x81\x48"])
+_primitive_tags = st.sampled_from(
+    [b"\x04", b"\x80", b"\xdf\x21", b"\xdf\x43", b"\x5f\x4e", b"\x9f\x81\x48"]
+)
 _constructed_tags = st.sampled_from([b"\x30", b"\xff\x10", b"\xff\x20", b"\x7f\x21", b"\xa1"])
 
 
@@ -202,7 +208,9 @@ def test_any_encoding_round_trips(nodes: list[Tlv], filler: int) -> None:
 
 
 def test_encode_basic_info_matches_the_hand_assembled_file() -> None:
-    ef = tlv.encode_helper_basic_info("番号\u3000花子", "〇〇県△△市□□町１－１－１", date(1993, 3, 31), "2")
+    ef = tlv.encode_helper_basic_info(
+        "番号\u3000花子", "〇〇県△△市□□町１－１－１", date(1993, 3, 31), "2"
+    )
     assert ef == HANAKO_BASIC_INFO
 
 
@@ -235,7 +243,10 @@ def test_identities_round_trip_through_ef_0002(person: Identity) -> None:
     ef = tlv.encode_helper_basic_info(person.name, person.address, person.birthdate, person.sex)
     info = tlv.decode_helper_basic_info(ef)
     assert (info["name"], info["address"], info["birthdate"], info["sex"]) == (
-        person.name, person.address, person.birthdate, person.sex,
+        person.name,
+        person.address,
+        person.birthdate,
+        person.sex,
     )
     assert tlv.parse(ef)[0].to_bytes() == ef
 
@@ -293,8 +304,13 @@ def test_my_numbers_round_trip(number: str) -> None:
 
 @pytest.mark.parametrize(
     "ef",
-    [b"", bytes.fromhex("FF110C") + b"012345678903", bytes.fromhex("FF100C") + b"01234567890",
-     bytes.fromhex("FF100C") + b"01234567890A", MY_NUMBER_EF + b"\x00"],
+    [
+        b"",
+        bytes.fromhex("FF110C") + b"012345678903",
+        bytes.fromhex("FF100C") + b"01234567890",
+        bytes.fromhex("FF100C") + b"01234567890A",
+        MY_NUMBER_EF + b"\x00",
+    ],
 )
 def test_bad_my_number_ef(ef: bytes) -> None:
     with pytest.raises(TlvError):
@@ -323,12 +339,18 @@ def sign_like_cert() -> bytes:
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI-TEST"),
         x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for digital signature"),
     ])  # fmt: skip
-    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, "TEST0123456789ABCDEFGHIJ")])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "TEST0123456789ABCDEFGHIJ"),
+        ]
+    )
 
     def other(arc: int, text: str) -> x509.OtherName:
         raw = text.encode()
-        return x509.OtherName(x509.ObjectIdentifier(f"1.2.392.200149.8.5.5.{arc}"), b"\x0c" + bytes((len(raw),)) + raw)
+        return x509.OtherName(
+            x509.ObjectIdentifier(f"1.2.392.200149.8.5.5.{arc}"), b"\x0c" + bytes((len(raw),)) + raw
+        )
 
     cert = (
         x509.CertificateBuilder()
@@ -338,10 +360,21 @@ def sign_like_cert() -> bytes:
         .serial_number(0x0133C349)
         .not_valid_before(datetime(2026, 1, 5, tzinfo=timezone.utc))
         .not_valid_after(datetime(2031, 1, 5, 14, 59, 59, tzinfo=timezone.utc))
-        .add_extension(x509.SubjectAlternativeName([
-            other(1, "番号\u3000花子"), other(3, "2"), other(4, "419930331"), other(5, "〇〇県△△市"),
-        ]), critical=False)  # fmt: skip
-        .add_extension(x509.KeyUsage(True, True, False, False, False, False, False, False, False), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    other(1, "番号\u3000花子"),
+                    other(3, "2"),
+                    other(4, "419930331"),
+                    other(5, "〇〇県△△市"),
+                ]
+            ),
+            critical=False,
+        )  # fmt: skip
+        .add_extension(
+            x509.KeyUsage(True, True, False, False, False, False, False, False, False),
+            critical=True,
+        )
         .sign(key, hashes.SHA256())
     )
     _ = serialization  # imported for symmetry with the CA code; not needed here
@@ -359,7 +392,10 @@ def test_describe_certificate(sign_like_cert: bytes) -> None:
     assert d["key_bits"] == 256 and d["is_ca"] is False
     assert d["key_usage"] == ["digital_signature", "non_repudiation"]
     assert d["jpki_attributes"] == {
-        "name": "番号\u3000花子", "sex": "2", "birthdate": "419930331", "address": "〇〇県△△市",
+        "name": "番号\u3000花子",
+        "sex": "2",
+        "birthdate": "419930331",
+        "address": "〇〇県△△市",
     }
 
 

@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 
-class _LeField(Adapter):  # type: ignore[misc]
+class _LeField(Adapter):
     """Le as Ne: the encoded value zero stands for the largest Ne of the field.
 
     Short Le is one byte (00 = 256), extended Le two bytes (0000 = 65536).
@@ -203,7 +203,8 @@ def build_command(
         extended = needs_ext
     elif not extended and needs_ext:
         raise MalformedApdu(
-            f"Nc={nc}, Ne={ne} do not fit short lengths (Nc <= {SHORT_MAX_NC}, Ne <= {SHORT_MAX_NE})"
+            f"Nc={nc}, Ne={ne} do not fit short lengths"
+            f" (Nc <= {SHORT_MAX_NC}, Ne <= {SHORT_MAX_NE})"
         )
     case = command_case(nc, ne, extended)
     if case == "1" and extended:
@@ -223,7 +224,9 @@ def _explain(raw: bytes) -> str:
         return f"command APDU of {n} bytes: at least 4 needed"
     b4 = raw[4]
     if b4:
-        return f"short Lc={b4} does not fit a command APDU of {n} bytes (wants {5 + b4} or {6 + b4})"
+        return (
+            f"short Lc={b4} does not fit a command APDU of {n} bytes (wants {5 + b4} or {6 + b4})"
+        )
     if n < 7:
         return f"extended length field truncated ({n} bytes)"
     lc = int.from_bytes(raw[5:7], "big")

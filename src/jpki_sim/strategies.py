@@ -124,8 +124,9 @@ def malformed_apdus(draw: st.DrawFn, kind: str | None = None) -> bytes:
         # body after the 3 length bytes: never Lc (3E) nor Lc+2 (4E); at least 1,
         # since a bare 00 Le1 Le2 is a valid case 2E
         size = draw(
-            st.one_of(st.integers(1, min(lc + 8, 400)), st.sampled_from((lc - 1, lc + 1, lc + 3)))
-            .filter(lambda k: k >= 1 and k not in (lc, lc + 2))
+            st.one_of(
+                st.integers(1, min(lc + 8, 400)), st.sampled_from((lc - 1, lc + 1, lc + 3))
+            ).filter(lambda k: k >= 1 and k not in (lc, lc + 2))
         )
         return header + b"\x00" + lc.to_bytes(2, "big") + bytes(size)
     raise ValueError(f"unknown malformed kind {kind!r}; one of {', '.join(MALFORMED_KINDS)}")
