@@ -403,3 +403,24 @@ def test_describe_certificate_refuses_garbage(sign_like_cert: bytes) -> None:
     for bad in (b"", b"\x30\x03\x02\x01\x01", sign_like_cert[:100]):
         with pytest.raises(ValueError, match="not a DER X.509 certificate"):
             tlv.describe_certificate(bad)
+
+
+@given(st.binary(max_size=64) | st.binary(max_size=40).map(lambda b: HANAKO_BASIC_INFO[:50] + b))
+def test_any_bytes_parse_exactly_or_fail_cleanly(data: bytes) -> None:
+    try:
+        nodes, filler = tlv.parse_with_filler(data)
+    except TlvError:
+        return
+    assert tlv.concat(nodes) + filler == data
+
+
+@given(st.binary(max_size=120), st.integers(0, len(HANAKO_BASIC_INFO) - 1), st.integers(0, 255))
+def test_helper_decoders_fail_cleanly(noise: bytes, pos: int, byte: int) -> None:
+    mutated = bytearray(HANAKO_BASIC_INFO)
+    mutated[pos] = byte
+    for ef in (noise, bytes(mutated)):
+        for decode in (tlv.decode_helper_basic_info, tlv.decode_helper_my_number):
+            try:
+                decode(ef)
+            except TlvError:
+                pass
