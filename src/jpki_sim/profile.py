@@ -89,7 +89,7 @@ def token_info(label: str, serial: str) -> bytes:
         + text("JPKI TEST CARD", 16)
         + text(serial, 16)
         + ulongs
-        + struct.pack(">II", 0xFFFFFFFF, 0)  # ulFreePrivateMemory, pad to offset 140
+        + struct.pack(">I", 0xFFFFFFFF)  # ulFreePrivateMemory; ends at offset 140
         + b"03"  # hardwareVersion as seen on cards
         + b"01"  # firmwareVersion
         + b" " * 16  # utcTime: none
