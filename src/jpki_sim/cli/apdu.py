@@ -29,6 +29,12 @@ def configure(sub: Any) -> None:
     where.add_argument("--reader", metavar="NAME", help="a PC/SC reader instead of a card file")
     p.add_argument("--json", action="store_true", help="one JSON object per exchange")
     p.add_argument(
+        "--data-out",
+        metavar="FILE",
+        help="also write the response data of all exchanges, concatenated, to FILE "
+        "(e.g. a certificate read in chunks)",
+    )
+    p.add_argument(
         "--stop-on-error",
         action="store_true",
         help="stop at the first status word other than 9000/61xx (exit 1)",
@@ -70,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
     transport = _open(args)
     status = 0
+    collected = bytearray()
     try:
         for raw in commands:
             resp = transport.transmit(raw)
             data, sw = resp[:-2], int.from_bytes(resp[-2:], "big")
+            collected += data
             if args.json:
                 print(json.dumps({"command": raw.hex().upper(), "data": data.hex().upper(),
                                   "sw": f"{sw:04X}"}), flush=True)
@@ -87,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
                 break
     finally:
         transport.close()
+    if args.data_out:
+        try:
+            with open(args.data_out, "wb") as f:
+                f.write(collected)
+        except OSError as exc:
+            raise UserError(f"cannot write {args.data_out}: {exc.strerror}") from None
     return status
 
 
