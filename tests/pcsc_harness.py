@@ -301,6 +301,10 @@ def jpki_sim_command() -> list[str]:
     return [sys.executable, "-m", "jpki_sim"]
 
 
+def _is_ready(line: str) -> bool:
+    return " ready in reader " in line or '"event": "ready"' in line
+
+
 class ServeProcess:
     """``jpki-sim serve`` as a child process, with its ready line awaited."""
 
@@ -323,7 +327,7 @@ class ServeProcess:
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + timeout
-        ready = [line for line in self.lines if " ready in reader " in line]
+        ready = [line for line in self.lines if _is_ready(line)]
         while len(ready) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not sel.select(remaining):
@@ -333,7 +337,7 @@ class ServeProcess:
             if not line:
                 pytest.fail(f"serve exited ({self.proc.wait()}): {self.stderr_text()}")
             self.lines.append(line.rstrip("\n"))
-            if " ready in reader " in line:
+            if _is_ready(line):
                 ready.append(line)
         return ready
 
