@@ -1,0 +1,118 @@
+"""The shell's command table: names, help, argument parsers, completions.
+
+Commands are plain functions registered with :func:`command`; nothing here
+knows about prompt_toolkit, so scripts and tests drive the shell without a tty.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from jpki_sim.shell.session import Shell
+
+
+class ShellError(Exception):
+    """Bad input at the prompt: printed as one line, and the shell goes on."""
+
+
+@dataclass
+class Outcome:
+    """What expectations are checked against: the last status word and a text."""
+
+    sw: int | None = None
+    text: str = ""
+
+
+class ShellArgParser(argparse.ArgumentParser):
+    """argparse that raises :class:`ShellError` instead of exiting."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(add_help=False, exit_on_error=False, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise ShellError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise ShellError(message.strip() if message else f"{self.prog}: bad arguments")
+
+
+Completion = Iterable[str] | Callable[["Shell"], Iterable[str]]
+Handler = Callable[["Shell", argparse.Namespace], "Outcome | None"]
+
+
+@dataclass
+class CommandSpec:
+    name: str
+    summary: str
+    parser: ShellArgParser
+    handler: Handler
+    #: talks to the card: needs it powered, takes --expect-sw / --expect-data
+    card: bool = True
+    #: emulated cards only
+    admin: bool = False
+    aliases: tuple[str, ...] = ()
+    #: completions for each positional argument, in order
+    positional: list[Completion] = field(default_factory=list)
+
+    def completions(self, shell: Shell, index: int) -> list[str]:
+        if index >= len(self.positional):
+            return []
+        source = self.positional[index]
+        values = source(shell) if callable(source) else source
+        return list(values)
+
+    def options(self) -> list[str]:
+        opts: list[str] = []
+        for action in self.parser._actions:
+            opts += [o for o in action.option_strings if o.startswith("--")]
+        return opts
+
+
+COMMANDS: dict[str, CommandSpec] = {}
+ALIASES: dict[str, str] = {}
+
+
+def command(
+    name: str,
+    summary: str,
+    *,
+    description: str = "",
+    card: bool = True,
+    admin: bool = False,
+    aliases: tuple[str, ...] = (),
+    positional: list[Completion] | None = None,
+    setup: Callable[[ShellArgParser], None] | None = None,
+) -> Callable[[Handler], Handler]:
+    """Register a shell command; ``setup`` adds its arguments."""
+
+    def register(handler: Handler) -> Handler:
+        parser = ShellArgParser(prog=name, description=description or summary)
+        if setup is not None:
+            setup(parser)
+        if card:
+            add_expectations(parser)
+        COMMANDS[name] = CommandSpec(name, summary, parser, handler, card, admin, aliases,
+                                     positional or [])
+        for alias in aliases:
+            ALIASES[alias] = name
+        return handler
+
+    return register
+
+
+def add_expectations(parser: ShellArgParser) -> None:
+    parser.add_argument("--expect-sw", metavar="PATTERN",
+                        help="fail (stop a script) unless the last status word matches, "
+                             "e.g. 9000, 63C?, 9000|61??")
+    parser.add_argument("--expect-data", metavar="REGEX",
+                        help="fail unless the result (response data as hex for apdu, the "
+                             "printed value for verbs) matches this regular expression")
+
+
+def lookup(name: str) -> CommandSpec | None:
+    name = ALIASES.get(name, name)
+    return COMMANDS.get(name)

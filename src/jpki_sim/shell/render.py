@@ -1,0 +1,111 @@
+"""Text the shell prints: hex dumps, status words, decoded data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from jpki_sim.sw import describe, tries_left
+
+WIDTH = 16
+
+
+def spaced(data: bytes) -> str:
+    return " ".join(f"{b:02X}" for b in data)
+
+
+def ascii_of(data: bytes) -> str:
+    return "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in data)
+
+
+def hexdump(data: bytes, prefix: str = "< ") -> list[str]:
+    """Hex and ASCII, 16 bytes a line; runs of identical lines (FF filler) shown once."""
+    lines: list[str] = []
+    previous: bytes | None = None
+    repeats = 0
+    for i in range(0, len(data), WIDTH):
+        row = data[i : i + WIDTH]
+        if row == previous and len(row) == WIDTH:
+            repeats += 1
+            continue
+        if repeats:
+            lines.append(f"{prefix}* {repeats} more line{'s' if repeats > 1 else ''} the same")
+            repeats = 0
+        lines.append(f"{prefix}{spaced(row):<{WIDTH * 3 - 1}}  {ascii_of(row)}")
+        previous = row
+    if repeats:
+        lines.append(f"{prefix}* {repeats} more line{'s' if repeats > 1 else ''} the same")
+    return lines
+
+
+def sw_line(sw: int, *, pin_answer: bool = False) -> str:
+    """``9000 success``; for PIN answers also the tries left."""
+    text = describe(sw)
+    tries = tries_left(sw)
+    if pin_answer and tries is not None:
+        text += f"  [tries left: {tries}]"
+    elif pin_answer and sw == 0x6984:
+        text += "  [tries left: 0, blocked]"
+    return text
+
+
+def certificate_summary(der: bytes, now: datetime | None) -> list[str] | None:
+    """Subject, issuer, serial, validity (flagged against ``now``), key; None if not a cert."""
+    from jpki_sim import tlv
+
+    try:
+        info: dict[str, Any] = tlv.describe_certificate(der)
+    except ValueError:
+        return None
+    nb: datetime = info["not_before"]
+    na: datetime = info["not_after"]
+    flag = ""
+    if now is not None:
+        if now > na:
+            flag = "  EXPIRED"
+        elif now < nb:
+            flag = "  NOT YET VALID"
+        else:
+            flag = "  valid"
+        flag += f" (card clock {now.date().isoformat()})"
+    lines = [
+        f"subject   {info['subject'] or '(empty)'}",
+        f"issuer    {info['issuer']}",
+        f"serial    {info['serial_hex']}",
+        f"validity  {_utc(nb)} .. {_utc(na)}{flag}",
+        f"key       RSA {info['key_bits']}, {info['signature_algorithm']}"
+        + (", CA" if info["is_ca"] else "")
+        + (f", usage {' '.join(info['key_usage'])}" if info["key_usage"] else ""),
+    ]
+    for name, value in info.get("jpki_attributes", {}).items():
+        lines.append(f"  {name:<24} {value}")
+    lines.append(f"sha256    {info['sha256']}")
+    return lines
+
+
+def _utc(d: datetime) -> str:
+    return d.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def decode_data(data: bytes, now: datetime | None) -> list[str]:
+    """A decoded view of response data when it is a certificate or a TLV object."""
+    if len(data) < 3:
+        return []
+    if data[0] == 0x30:
+        cert = certificate_summary(data, now)
+        if cert is not None:
+            return ["certificate:", *("  " + x for x in cert)]
+    from jpki_sim import tlv
+
+    try:
+        nodes, filler = tlv.parse_with_filler(data)
+    except (ValueError, tlv.TlvError):
+        return []
+    if not nodes or not any(n.children for n in nodes):
+        return []
+    lines = ["TLV:"]
+    for n in nodes:
+        lines += ["  " + x for x in str(n).splitlines()]
+    if filler:
+        lines.append(f"  + {len(filler)} bytes of FF filler")
+    return lines
