@@ -1,0 +1,608 @@
+"""What the municipal counter does with a card: issue, renew, re-issue, reset a PIN, record a move.
+
+Everything here works on :class:`jpki_sim.state.CardState` (through a
+:class:`~jpki_sim.state.CardStore` when the change must reach the file), the way
+the counter terminal writes onto the chip; it never touches the card engine.
+Dates come from an injected :class:`jpki_sim.lifecycle.Clock`, keys from an
+injected key source, so tests can put a card in any state of its life quickly.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from jpki_sim import jpki, lifecycle, mynumber
+from jpki_sim.ca import TestCA, Which
+from jpki_sim.errors import UserError
+from jpki_sim.lifecycle import Clock
+from jpki_sim.state import SEX_CODES, CardState, CardStore, Identity, KeySlot, PinState
+
+#: a callable handing out a fresh RSA-2048 private key each call
+KeySource = Callable[[], rsa.RSAPrivateKey]
+
+#: the seeds' sample My Number 0123 4567 8901 fails the check digit (it should end in 3)
+DEFAULT_MY_NUMBER = "012345678903"
+#: Otaru city hall's address (seed 003 is Otaru's leaflet): nobody lives there
+DEFAULT_ADDRESS = "北海道小樽市花園２丁目１２番１号"
+#: local government code of Otaru (JIS X 0402), the first five digits of an application ID
+DEFAULT_MUNICIPALITY = "01203"
+
+#: minors under this age normally get no signature certificate (seeds: domain.md)
+SIGN_CERT_FROM_AGE = 15
+
+REASON_RENEWED = "superseded"
+REASON_FACTS_CHANGED = "affiliationChanged"
+
+
+def default_identity() -> Identity:
+    """The seeds' fictional holder: 番号 花子, born 平成5年3月31日, female."""
+    return Identity(
+        name="番号 花子",
+        birthdate=date(1993, 3, 31),
+        sex="2",
+        address=DEFAULT_ADDRESS,
+        my_number=DEFAULT_MY_NUMBER,
+    )
+
+
+# ---------------------------------------------------------------- keys
+
+
+def generate_key() -> rsa.RSAPrivateKey:
+    """A new RSA-2048 key pair, as the chip generates at issue and renewal."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+class KeyPool:
+    """Pre-generated keys handed out in turn (tests: key generation is the slow part).
+
+    It cycles, so a pool shared by many cards must hold more keys than any one
+    card uses (each issue takes two, each renewal two more).
+    """
+
+    def __init__(self, keys: Iterable[rsa.RSAPrivateKey]) -> None:
+        self._keys = list(keys)
+        if not self._keys:
+            raise ValueError("a key pool needs keys")
+        self._next = 0
+
+    @classmethod
+    def generate(cls, n: int) -> KeyPool:
+        return cls(generate_key() for _ in range(n))
+
+    def __call__(self) -> rsa.RSAPrivateKey:
+        key = self._keys[self._next % len(self._keys)]
+        self._next += 1
+        return key
+
+
+def _pem(key: rsa.RSAPrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+# ---------------------------------------------------------------- checking input
+
+
+def check_identity(identity: Identity) -> Identity:
+    """Validate and normalise the holder's facts; bad input raises UserError."""
+    try:
+        number = mynumber.normalize(identity.my_number)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if identity.sex not in SEX_CODES:
+        raise UserError(
+            f"sex must be one of {', '.join(SEX_CODES)} (ISO 5218), got {identity.sex!r}"
+        )
+    if not identity.name.strip():
+        raise UserError("the holder's name is empty")
+    if not identity.address.strip():
+        raise UserError("the holder's address is empty")
+    if len(identity.address) > 200:
+        raise UserError("an address has at most 200 characters")
+    identity.my_number = number
+    return identity
+
+
+def check_pin(which: str, pin: str) -> str:
+    try:
+        jpki.PIN_POLICIES[which].check(pin)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return pin
+
+
+def _new_pin_state(which: str, value: str | None) -> PinState:
+    policy = jpki.PIN_POLICIES[which]
+    # a PIN never set (its certificate absent) keeps a full, unused counter
+    return PinState(value, policy.max_tries, policy.max_tries)
+
+
+# ---------------------------------------------------------------- issue
+
+
+def open_ca(ca: TestCA | str | os.PathLike[str] | None, state: CardState | None = None) -> TestCA:
+    """The CA to work with: the one given, else the card's own, else the default one."""
+    if isinstance(ca, TestCA):
+        return ca
+    if ca is not None:
+        return TestCA.open(ca)
+    if state is not None and state.ca_dir:
+        return TestCA.open(state.ca_dir)
+    return TestCA.open()
+
+
+def application_id(issued: date, municipality: str = DEFAULT_MUNICIPALITY) -> str:
+    """A 23-digit application ID (申請書ID) shaped like the seeds' samples.
+
+    The seeds' IDs read as a 5-digit local government code, the date
+    (YYYYMMDD) and a 10-digit sequence number: 15586 20190927 0000003058.
+    """
+    if len(municipality) != 5 or not municipality.isdigit():
+        raise UserError("a municipality code has 5 digits")
+    return f"{municipality}{issued:%Y%m%d}{secrets.randbelow(10**10):010d}"
+
+
+def issue_card(
+    identity: Identity,
+    issued: date | None = None,
+    *,
+    pins: Mapping[str, str] | None = None,
+    with_auth: bool = True,
+    with_sign: bool | None = None,
+    ca: TestCA | str | os.PathLike[str] | None = None,
+    clock: Clock | None = None,
+    keys: KeySource | None = None,
+    municipality: str = DEFAULT_MUNICIPALITY,
+) -> CardState:
+    """A new card from the test CA, with the lifecycle's dates.
+
+    ``issued`` defaults to the clock's today. ``with_sign`` None follows the
+    practice of the seeds: a signature certificate from age 15. A PIN whose
+    certificate is absent is never set (``value`` None). The card is returned,
+    not saved: the caller decides where it lives.
+    """
+    clock = clock or lifecycle.SystemClock()
+    keys = keys or generate_key
+    identity = check_identity(identity)
+    day = issued or clock.today()
+    if day < identity.birthdate:
+        raise UserError(f"issue date {day} is before the birth date {identity.birthdate}")
+    try:
+        card_expires = lifecycle.card_expiry(identity.birthdate, day, identity.stay_until)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if card_expires <= day:
+        raise UserError(
+            f"the period of stay ends on {card_expires}: no card can be issued on {day}"
+        )
+    if with_sign is None:
+        with_sign = lifecycle.age_on(identity.birthdate, day) >= SIGN_CERT_FROM_AGE
+    chosen = {**jpki.DEFAULT_PINS, **(pins or {})}
+    for which, value in chosen.items():
+        check_pin(which, value)
+    authority = open_ca(ca)
+    cert_expires = lifecycle.certificate_expiry(identity.birthdate, day, card_expires)
+
+    auth = _new_slot(authority, "auth", identity, day, cert_expires, keys) if with_auth else None
+    sign = _new_slot(authority, "sign", identity, day, cert_expires, keys) if with_sign else None
+    return CardState(
+        identity=identity,
+        issued=day,
+        expires=card_expires,
+        application_id=application_id(day, municipality),
+        security_code=f"{secrets.randbelow(10**4):04d}",
+        auth=auth,
+        sign=sign,
+        auth_ca_der=authority.auth.cert_der,
+        sign_ca_der=authority.sign.cert_der,
+        pins={
+            "auth": _new_pin_state("auth", chosen["auth"] if auth else None),
+            "sign": _new_pin_state("sign", chosen["sign"] if sign else None),
+            "helper": _new_pin_state("helper", chosen["helper"]),
+        },
+        ca_dir=str(authority.directory),
+    )
+
+
+def _new_slot(
+    ca: TestCA, which: Which, identity: Identity, issued: date, expires: date, keys: KeySource
+) -> KeySlot:
+    key = keys()
+    if which == "auth":
+        der = ca.issue_auth(key.public_key(), issued=issued, expires=expires)
+    else:
+        der = ca.issue_sign(key.public_key(), identity, issued=issued, expires=expires)
+    from cryptography import x509
+
+    serial = x509.load_der_x509_certificate(der).serial_number
+    return KeySlot(_pem(key), der, serial, issued, expires)
+
+
+# ---------------------------------------------------------------- where a card stands
+
+
+def revoked_serials(state: CardState) -> set[int]:
+    return {int(h["serial"], 16) for h in state.history if isinstance(h, dict) and "serial" in h}
+
+
+def is_revoked(state: CardState, which: str) -> bool:
+    slot = state.slot(which)
+    return slot is not None and slot.serial in revoked_serials(state)
+
+
+@dataclass(frozen=True)
+class Due:
+    """Why a certificate may (or may not yet) be renewed at the counter on a day."""
+
+    which: str
+    due: bool
+    reason: str  # "renewal", "re-issue", "revoked", "not yet", "card's expiry"
+    opens: date | None
+
+
+def renewal_due(state: CardState, at: date) -> dict[str, Due]:
+    out: dict[str, Due] = {}
+    for which in ("auth", "sign"):
+        slot = state.slot(which)
+        if slot is None:
+            continue
+        opens = lifecycle.renewal_opens(slot.expires)
+        if is_revoked(state, which):
+            out[which] = Due(which, True, "revoked", None)
+        elif slot.expires >= state.expires:
+            # a new certificate could not outlive this one: the card must be renewed
+            out[which] = Due(which, False, "card's expiry", opens)
+        elif at > slot.expires:
+            out[which] = Due(which, True, "re-issue", opens)
+        elif at >= opens:
+            out[which] = Due(which, True, "renewal", opens)
+        else:
+            out[which] = Due(which, False, "not yet", opens)
+    return out
+
+
+def status(state: CardState, at: date) -> dict[str, Any]:
+    """Where the card stands on ``at``: the stable ``card status --json`` document."""
+    revoked = revoked_serials(state)
+    certs: dict[str, Any] = {}
+    for which in ("auth", "sign"):
+        slot = state.slot(which)
+        if slot is None:
+            certs[which] = {
+                "present": False,
+                "expires": None,
+                "expired": None,
+                "revoked": None,
+                "serial": None,
+                "not_before": None,
+                "renewal_opens": None,
+            }
+            continue
+        certs[which] = {
+            "present": True,
+            "serial": format(slot.serial, "x"),
+            "not_before": slot.not_before.isoformat(),
+            "expires": slot.expires.isoformat(),
+            "expires_at": lifecycle.expires_at(slot.expires).astimezone(timezone.utc).isoformat(),
+            "expired": lifecycle.is_expired(slot.expires, at),
+            "revoked": slot.serial in revoked,
+            "renewal_opens": lifecycle.renewal_opens(slot.expires).isoformat(),
+        }
+    cert_expiries = [s.expires for s in (state.auth, state.sign) if s is not None]
+    due = renewal_due(state, at)
+    card_opens = lifecycle.renewal_opens(state.expires)
+    if cert_expiries and any(d.reason != "card's expiry" for d in due.values()):
+        renewal_for = "certificates"
+        opens = lifecycle.renewal_opens(min(cert_expiries))
+    else:
+        renewal_for = "card"
+        opens = card_opens
+    if at > state.expires:
+        window = "card expired"
+    elif any(d.due for d in due.values()):
+        window = "open"
+    elif renewal_for == "card" and at >= card_opens:
+        window = "open"
+    else:
+        window = "not yet"
+    earliest = min([*cert_expiries, state.expires])
+    concerns = []
+    if cert_expiries and min(cert_expiries) == earliest:
+        concerns.append("certificates")
+    if state.expires == earliest:
+        concerns.append("card")
+    notice_for = " and ".join(concerns)
+    hi = lifecycle.health_insurance(
+        state.auth.expires if state.auth else None,
+        at,
+        revoked=state.auth is not None and state.auth.serial in revoked,
+    )
+    return {
+        "as_of": at.isoformat(),
+        "holder": {
+            "name": state.identity.name,
+            "birthdate": state.identity.birthdate.isoformat(),
+            "sex": state.identity.sex,
+            "address": state.identity.address,
+            "age": lifecycle.age_on(state.identity.birthdate, at)
+            if at >= state.identity.birthdate
+            else None,
+        },
+        "card": {
+            "issued": state.issued.isoformat(),
+            "expires": state.expires.isoformat(),
+            "expired": at > state.expires,
+            "renewal_opens": card_opens.isoformat(),
+            "application_id": state.application_id,
+            "stay_until": state.identity.stay_until.isoformat()
+            if state.identity.stay_until
+            else None,
+        },
+        "certificates": certs,
+        "renewal": {
+            "for": renewal_for,
+            "opens": opens.isoformat(),
+            "window": window,
+            "due": sorted(w for w, d in due.items() if d.due),
+        },
+        "notice": {
+            "from": lifecycle.notice_from(earliest).isoformat(),
+            "for": notice_for,
+            "expiry": earliest.isoformat(),
+        },
+        "health_insurance": {
+            "state": hi.state.value,
+            "expiring_soon_from": _iso(hi.expiring_soon_from),
+            "grace_ends": _iso(hi.grace_ends),
+        },
+        "pins": {
+            name: {
+                "set": pin.value is not None,
+                "tries_left": pin.tries_left if pin.value is not None else None,
+                "max_tries": pin.max_tries,
+                "blocked": pin.blocked,
+            }
+            for name, pin in state.pins.items()
+        },
+        "revoked": list(state.history),
+    }
+
+
+def _iso(d: date | None) -> str | None:
+    return d.isoformat() if d else None
+
+
+# ---------------------------------------------------------------- PINs at the counter
+
+
+def verify_pin(store: CardStore, which: str, candidate: str) -> None:
+    """Check a holder's PIN against the card as the counter terminal does.
+
+    The try is spent and saved before the comparison, so nothing (a crash, a
+    kill) can give a free try; a match restores the counter. Raises UserError
+    on a blocked or wrong PIN (the wrong one with the tries left).
+    """
+    check_pin(which, candidate)
+    pin = store.state.pins[which]
+    label = jpki.PIN_POLICIES[which].label
+    if pin.value is None:
+        raise UserError(f"the card has no {label} (its certificate is not carried)")
+    if pin.tries_left <= 0:
+        raise UserError(f"the {label} is blocked: reset it first (card reset-pin --pin {which})")
+    pin.tries_left -= 1
+    store.commit()
+    if hmac.compare_digest(candidate.encode(), pin.value.encode()):
+        pin.tries_left = pin.max_tries
+        store.commit()
+        return
+    left = pin.tries_left
+    more = "blocked now" if left == 0 else f"{left} {'try' if left == 1 else 'tries'} left"
+    raise UserError(f"wrong {label}: {more}")
+
+
+def reset_pin(store: CardStore, which: str, new_pin: str) -> None:
+    """Initialise a forgotten or blocked PIN to ``new_pin`` (after the counter checks identity)."""
+    if which not in jpki.PIN_POLICIES:
+        raise UserError(f"no PIN called {which!r} (auth, sign or helper)")
+    check_pin(which, new_pin)
+    if which != "helper" and store.state.slot(which) is None:
+        raise UserError(f"the card carries no {which} certificate, so it has no {which} PIN")
+    pin = store.state.pins[which]
+    pin.value = new_pin
+    pin.tries_left = pin.max_tries
+    store.commit()
+
+
+# ---------------------------------------------------------------- renewal and re-issue
+
+
+@dataclass
+class Renewal:
+    """What a renewal did."""
+
+    at: date
+    renewed: dict[str, KeySlot] = field(default_factory=dict)
+    #: old serial per certificate, revoked at the CA (None: it had already expired)
+    replaced: dict[str, int] = field(default_factory=dict)
+    revoked: list[int] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
+
+
+def renew(
+    store: CardStore,
+    *,
+    pins: Mapping[str, str],
+    ca: TestCA | str | os.PathLike[str] | None = None,
+    clock: Clock | None = None,
+    keys: KeySource | None = None,
+) -> Renewal:
+    """Renew (or, after expiry or revocation, re-issue) the card's due certificates.
+
+    Refused outside the renewal window with the day it opens. The holder's
+    current PINs are needed for each certificate renewed (auth PIN, sign PIN),
+    each costing a try on the card when wrong. New key pairs, new certificates
+    written to the card, then the old ones revoked at the CA.
+    """
+    clock = clock or lifecycle.SystemClock()
+    keys = keys or generate_key
+    state = store.state
+    at = clock.today()
+    if at > state.expires:
+        raise UserError(
+            f"the card itself expired on {state.expires}: a new card is needed (card issue)"
+        )
+    due = renewal_due(state, at)
+    if not due:
+        raise UserError("the card carries no certificate to renew")
+    todo = [w for w, d in due.items() if d.due]
+    if not todo:
+        if all(d.reason == "card's expiry" for d in due.values()):
+            raise UserError(
+                f"the certificates already run to the card's expiry ({state.expires}): "
+                f"renew the card itself (from {lifecycle.renewal_opens(state.expires)})"
+            )
+        opens = min(d.opens for d in due.values() if d.opens is not None)
+        raise UserError(f"renewal opens on {opens} (certificates expire on {_expiry_text(state)})")
+    for which in todo:
+        if which not in pins or not pins[which]:
+            raise UserError(f"the current {jpki.PIN_POLICIES[which].label} is needed to renew")
+        check_pin(which, pins[which])
+    authority = open_ca(ca, state)
+    for which in todo:
+        verify_pin(store, which, pins[which])
+
+    result = Renewal(at)
+    expires = lifecycle.certificate_expiry(state.identity.birthdate, at, state.expires)
+    old: dict[str, KeySlot] = {}
+    for which in todo:
+        slot = state.slot(which)
+        assert slot is not None
+        old[which] = slot
+        result.kinds[which] = due[which].reason
+        result.renewed[which] = _new_slot(authority, which, state.identity, at, expires, keys)  # type: ignore[arg-type]
+    # the card first (what the counter writes), then the CA's revocations
+    state.auth = result.renewed.get("auth", state.auth)
+    state.sign = result.renewed.get("sign", state.sign)
+    state.auth_ca_der = authority.auth.cert_der
+    state.sign_ca_der = authority.sign.cert_der
+    state.ca_dir = str(authority.directory)
+    store.commit()
+    when = clock.now()
+    for which, slot in old.items():
+        result.replaced[which] = slot.serial
+        if slot.serial in revoked_serials(state) or lifecycle.is_expired(slot.expires, when):
+            continue  # already revoked, or expired: an expired certificate is not listed
+        _revoke(store, authority, which, slot, when, REASON_RENEWED)
+        result.revoked.append(slot.serial)
+    return result
+
+
+def _expiry_text(state: CardState) -> str:
+    dates = sorted({s.expires for s in (state.auth, state.sign) if s is not None})
+    return ", ".join(d.isoformat() for d in dates)
+
+
+def _revoke(
+    store: CardStore, ca: TestCA, which: str, slot: KeySlot, when: datetime, reason: str
+) -> None:
+    rec = ca.revoke(slot.serial, at=when, reason=reason)
+    assert rec.revoked_at is not None
+    store.state.history.append(
+        {
+            "which": which,
+            "serial": format(slot.serial, "x"),
+            "revoked_at": rec.revoked_at.isoformat(),
+            "reason": rec.reason,
+            "expires": slot.expires.isoformat(),
+        }
+    )
+    store.commit()
+
+
+# ---------------------------------------------------------------- changes of the holder's facts
+
+
+def change_facts(
+    store: CardStore,
+    *,
+    name: str | None = None,
+    address: str | None = None,
+    ca: TestCA | str | os.PathLike[str] | None = None,
+    clock: Clock | None = None,
+) -> int | None:
+    """Record a move or a new name: the helper data changes, the sign certificate is revoked.
+
+    The signature certificate carries the four facts, so it is revoked
+    (reason affiliationChanged); the user-authentication certificate carries
+    none and stays valid. Returns the revoked serial, if any. The revoked
+    certificate stays on the chip until a new one is issued (``renew``).
+    """
+    clock = clock or lifecycle.SystemClock()
+    state = store.state
+    if name is None and address is None:
+        raise UserError("nothing to change: give a new name or address")
+    if clock.today() > state.expires:
+        raise UserError(f"the card expired on {state.expires}")
+    if name is not None:
+        if not name.strip():
+            raise UserError("the holder's name is empty")
+        state.identity.name = name
+    if address is not None:
+        if not address.strip():
+            raise UserError("the holder's address is empty")
+        if len(address) > 200:
+            raise UserError("an address has at most 200 characters")
+        state.identity.address = address
+    slot = state.sign
+    if slot is None or is_revoked(state, "sign") or lifecycle.is_expired(slot.expires, clock.now()):
+        store.commit()
+        return None
+    authority = open_ca(ca, state)
+    store.commit()
+    _revoke(store, authority, "sign", slot, clock.now(), REASON_FACTS_CHANGED)
+    return slot.serial
+
+
+def change_address(store: CardStore, address: str, **kw: Any) -> int | None:
+    return change_facts(store, address=address, **kw)
+
+
+def change_name(store: CardStore, name: str, **kw: Any) -> int | None:
+    return change_facts(store, name=name, **kw)
+
+
+# ---------------------------------------------------------------- the default card
+
+
+def default_card_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("jpki-sim")) / "card.json"
+
+
+def open_default_card(
+    *, clock: Clock | None = None, keys: KeySource | None = None, path: Path | None = None
+) -> CardStore:
+    """The user's default card, issued from the default test CA on first use."""
+    target = path or default_card_path()
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state = issue_card(default_identity(), clock=clock, keys=keys)
+        store = CardStore(state, target)
+        store.commit()
+        return store
+    return CardStore.open(target)
