@@ -657,8 +657,15 @@ def do_reset_pin(shell: Shell, args: argparse.Namespace) -> Outcome | None:
 
 
 def _reset_pin(shell: Shell, which: str, new: str | None) -> None:
-    # the counter terminal's operation on the chip: the PIN object commits to the card file
-    shell.target.pin(which).unblock(new)
+    if new is not None and shell.target.store is not None:
+        # the counter's "initialise the PIN and set a new one"; the card's PIN
+        # objects share the state, so the chip sees it at once
+        from jpki_sim import issuer
+
+        issuer.reset_pin(shell.target.store, which, new)
+        return
+    # counter back to its maximum, same value: the chip's own PIN object does it
+    shell.target.pin(which).unblock(None)
 
 
 def _rebuild(shell: Shell) -> None:
@@ -669,31 +676,33 @@ def _rebuild(shell: Shell) -> None:
 
 
 def _renew_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", nargs="?", choices=("auth", "sign", "all"), default="all")
+    p.add_argument("--auth-pin", metavar="PIN", help="the current auth PIN (asked when needed)")
+    p.add_argument("--sign-pin", metavar="PIN",
+                   help="the current sign password (asked when needed)")
 
 
-@command("renew", "renew the certificates at the card clock's date (emulated card)",
-         card=False, admin=True, setup=_renew_setup, positional=[("auth", "sign", "all")])
+@command("renew", "renew the due certificates at the card clock's date (emulated card)",
+         card=False, admin=True, setup=_renew_setup)
 def do_renew(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    from jpki_sim import issuer
+    from jpki_sim.lifecycle import clock_at
+
     target = shell.target
     if target.store is None:
         raise ShellError("'renew' works on emulated cards only, not on a reader")
-    try:
-        from jpki_sim import issuer
-    except ImportError:
-        raise ShellError("renewal needs jpki_sim.issuer, which is not available") from None
-    renew = getattr(issuer, "renew", None) or getattr(issuer, "renew_certificates", None)
-    if renew is None:
-        raise ShellError("this jpki_sim.issuer has no renew function")
-    which = None if args.which == "all" else args.which
-    from jpki_sim.lifecycle import clock_at
-
-    renew(target.store, which=which, clock=clock_at(target.today()))
+    today = target.today()
+    due = issuer.renewal_due(target.store.state, today)
+    given = {"auth": args.auth_pin, "sign": args.sign_pin}
+    pins: dict[str, str] = {}
+    for which, d in due.items():
+        if d.due:
+            pins[which] = _secret(shell, given[which], f"current {which} PIN")
+    result = issuer.renew(target.store, pins=pins, clock=clock_at(today))
     _rebuild(shell)
-    for name in ("auth", "sign"):
-        slot = target.store.state.slot(name)
-        if slot is not None:
-            shell.print(f"{name} certificate: serial {slot.serial:X}, valid {slot.not_before} "
-                        f"to {slot.expires}")
+    for which, slot in result.renewed.items():
+        shell.print(f"{which} certificate renewed ({result.kinds.get(which, 'due')}): "
+                    f"valid {slot.not_before} to {slot.expires}")
+    for serial in result.revoked:
+        shell.print(f"old certificate {serial:X} revoked at the CA")
     shell.print("the card was power-cycled with its new certificates")
-    return None
+    return Outcome(None, " ".join(sorted(result.renewed)))
