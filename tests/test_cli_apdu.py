@@ -53,20 +53,38 @@ def test_read_certificate_in_chunks_verify_and_sign(card_file: Path, tmp_path: P
     size = len(state.auth.cert_der)
     chunks = [f"00B0{off:04X}{min(256, size - off) & 0xFF:02X}" for off in range(0, size, 256)]
     der_path = tmp_path / "auth.der"
-    r = run("--card", str(card_file), "--data-out", str(der_path),
-            JPKI_SELECT, "00 A4 02 0C 02 00 0A", *chunks)
+    r = run(
+        "--card",
+        str(card_file),
+        "--data-out",
+        str(der_path),
+        JPKI_SELECT,
+        "00 A4 02 0C 02 00 0A",
+        *chunks,
+    )
     assert r.returncode == 0, r.stderr
     assert "9000 success" in r.stdout
     assert der_path.read_bytes() == state.auth.cert_der
     if shutil.which("openssl"):
-        out = subprocess.run(["openssl", "x509", "-inform", "DER", "-in", str(der_path),
-                              "-noout", "-subject"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["openssl", "x509", "-inform", "DER", "-in", str(der_path), "-noout", "-subject"],
+            capture_output=True,
+            text=True,
+        )
         assert out.returncode == 0 and "C = JP" in out.stdout
 
     digest = hashlib.sha256(b"hello").digest()
     di = (SHA256_DIGEST_INFO_PREFIX + digest).hex()
-    r = run("--card", str(card_file), "--json", JPKI_SELECT, "00A4020C020018",
-            "0020008004" + b"1234".hex(), "00A4020C020017", f"802A008033{di}00")
+    r = run(
+        "--card",
+        str(card_file),
+        "--json",
+        JPKI_SELECT,
+        "00A4020C020018",
+        "0020008004" + b"1234".hex(),
+        "00A4020C020017",
+        f"802A008033{di}00",
+    )
     assert r.returncode == 0, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert [x["sw"] for x in lines] == ["9000"] * 5

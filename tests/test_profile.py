@@ -247,7 +247,9 @@ def test_every_signing_scheme_verifies(card: Card, store: CardStore, scheme: int
     else:
         pub.verify(sig, digest, pss, utils.Prehashed(hashes.SHA256()))
         with pytest.raises(InvalidSignature):
-            pub.verify(sig, hashlib.sha256(b"other").digest(), pss, utils.Prehashed(hashes.SHA256()))
+            pub.verify(
+                sig, hashlib.sha256(b"other").digest(), pss, utils.Prehashed(hashes.SHA256())
+            )
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,11 @@ CERT_EFS = {
     "sign-ca": EF_SIGN_CA_CERT,
 }
 KEY_EFS = {"auth": EF_AUTH_KEY, "sign": EF_SIGN_KEY}
-PIN_EFS = {"auth": (JPKI_AID, EF_AUTH_PIN), "sign": (JPKI_AID, EF_SIGN_PIN),
-           "helper": (HELPER_AID, EF_HELPER_PIN)}
+PIN_EFS = {
+    "auth": (JPKI_AID, EF_AUTH_PIN),
+    "sign": (JPKI_AID, EF_SIGN_PIN),
+    "helper": (HELPER_AID, EF_HELPER_PIN),
+}
 
 TOKEN_LABEL = "JPKIAPICCTOKEN2"
 

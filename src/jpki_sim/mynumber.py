@@ -37,7 +37,9 @@ def normalize(text: str) -> str:
         raise ValueError(f"a My Number has 12 digits, got {text!r}")
     if not is_valid(digits):
         want = check_digit(digits[:11])
-        raise ValueError(f"My Number {digits} fails its check digit (the last digit should be {want})")
+        raise ValueError(
+            f"My Number {digits} fails its check digit (the last digit should be {want})"
+        )
     return digits
 
 

@@ -177,9 +177,11 @@ class CardState:
     @classmethod
     def from_json(cls, d: Any) -> CardState:
         if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise CardFileError("not a jpki-sim card file (no \"format\": \"jpki-sim-card\")")
+            raise CardFileError('not a jpki-sim card file (no "format": "jpki-sim-card")')
         if d.get("version") != VERSION:
-            raise CardFileError(f"card file version {d.get('version')!r} is not supported (want {VERSION})")
+            raise CardFileError(
+                f"card file version {d.get('version')!r} is not supported (want {VERSION})"
+            )
         card = _obj(d, "card")
         certs = _obj(d, "certificates")
         cas = _obj(d, "ca_certificates")

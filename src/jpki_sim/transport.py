@@ -27,8 +27,7 @@ class Transport(Protocol):
         """Warm-reset the card (security state is lost); return the ATR."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 @runtime_checkable

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 
@@ -83,12 +82,20 @@ def run(args: argparse.Namespace) -> int:
             data, sw = resp[:-2], int.from_bytes(resp[-2:], "big")
             collected += data
             if args.json:
-                print(json.dumps({"command": raw.hex().upper(), "data": data.hex().upper(),
-                                  "sw": f"{sw:04X}"}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "command": raw.hex().upper(),
+                            "data": data.hex().upper(),
+                            "sw": f"{sw:04X}",
+                        }
+                    ),
+                    flush=True,
+                )
             else:
                 print(f"> {raw.hex(' ').upper()}")
                 for i in range(0, len(data), 32):
-                    print(f"< {data[i:i + 32].hex(' ').upper()}")
+                    print(f"< {data[i : i + 32].hex(' ').upper()}")
                 print(f"< {describe(sw)}", flush=True)
             if not is_success(sw) and args.stop_on_error:
                 status = 1
@@ -102,5 +109,3 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UserError(f"cannot write {args.data_out}: {exc.strerror}") from None
     return status
-
-
