@@ -13,8 +13,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jpki_sim import jpki, tlv
+from jpki_sim import strategies as jst
 from jpki_sim.ca import TestCA
 from jpki_sim.engine import Card
 from jpki_sim.issuer import KeyPool, default_identity, issue_card
@@ -422,3 +425,33 @@ def test_crash_after_the_counter_write_still_costs_the_try(
         card2.process(bytes.fromhex("0020008004" + b"1234".hex()))
     assert store.path is not None
     assert load(store.path).pins["auth"].tries_left == 2
+
+
+# ---------------------------------------------------------------- never crash, never leak state
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    prefix=st.sampled_from(["", JPKI, HELPER]),
+    raw=st.one_of(
+        st.binary(max_size=300),
+        jst.malformed_apdus(),
+        jst.command_apdus().map(lambda a: a.to_bytes()),
+    ),
+)
+def test_any_bytes_answer_a_status_word_and_touch_no_pin(
+    base_states: dict[str, CardState], prefix: str, raw: bytes
+) -> None:
+    store = CardStore(copy.deepcopy(base_states["both"]))
+    card = build_card(store)
+    card.power_on()
+    if prefix:
+        tx(card, prefix)
+    resp = card.process(raw)
+    assert len(resp) >= 2 and resp[-2] in (0x90, 0x63, 0x67, 0x68, 0x69, 0x6A, 0x6B, 0x6D, 0x6E)
+    pin_command = len(raw) > 4 and raw[0] & 0xF0 == 0 and raw[1] in (0x20, 0x24)
+    if not pin_command:
+        assert store.writes == 0
+        assert all(p.tries_left == p.max_tries for p in store.state.pins.values())
