@@ -248,10 +248,8 @@ class JpkiClient:
             elif p1 == P1_SELECT_EF and len(parsed.data) == 2:
                 self.view.ef = int.from_bytes(parsed.data, "big")
             return
-        if ins == INS_SELECT and p1 == P1_SELECT_BY_AID and sw == SW.FILE_NOT_FOUND:
-            self.view.application = None
-            self.view.ef = None
-            return
+        if ins == INS_SELECT:
+            return  # a refused SELECT leaves the current DF and EF as they were
         pin = _pin_name(self.view.application, self.view.ef)
         if ins == INS_VERIFY and pin is not None and parsed.data:
             if sw == SW.OK:

@@ -5,7 +5,8 @@ Accepted forms (case-insensitive):
 * plain hex, compact or spaced: ``00A4040C0AD392F000260100000001``,
   ``00 A4 04 0C 0A D3 92 ...``; colons between bytes: ``00:A4:04:0C:...``.
   Sent exactly as typed (after a length check, unless ``--raw``).
-* the short form ``[CLA]INS[P1P2][:DATA][/LE]`` with Lc computed: the part
+* the short form ``[CLA]INS[P1P2][:DATA][/LE]`` with Lc computed (plain hex
+  of 1 to 3 bytes is read as this form too, ``200080`` = ``00 20 00 80``): the part
   before ``:`` or ``/`` is 1 byte (INS), 2 (CLA INS), 3 (INS P1 P2) or 4 bytes
   (CLA INS P1 P2); CLA and P1 P2 default to 00. DATA is hex, or text in
   quotes (``:"1234"``). LE is one hex byte (``00`` = 256) or two for an
@@ -108,9 +109,8 @@ def parse_apdu_text(text: str, *, raw: bool = False) -> bytes:
             raise ApduTextError("no bytes to send")
         return command
     if len(command) < 4:
-        raise ApduTextError(
-            f"APDU of {len(command)} bytes: a command needs CLA INS P1 P2 (use --raw to send it)"
-        )
+        # too short for a command: read as the short form's header (INS, CLA INS, INS P1P2)
+        return parse_short_form(text)
     try:
         CommandApdu.parse(command)
     except MalformedApdu as exc:

@@ -93,7 +93,7 @@ def command(
         parser = ShellArgParser(prog=name, description=description or summary)
         if setup is not None:
             setup(parser)
-        if card:
+        if name not in ("help", "exit", "echo"):
             add_expectations(parser)
         COMMANDS[name] = CommandSpec(name, summary, parser, handler, card, admin, aliases,
                                      positional or [])

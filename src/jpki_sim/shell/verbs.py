@@ -366,16 +366,23 @@ def do_read_cert(shell: Shell, args: argparse.Namespace) -> Outcome | None:
 
 def _pin_status_setup(p: ShellArgParser) -> None:
     p.add_argument("which", nargs="*", metavar="auth|sign|helper|all",
-                   help="the PINs to query (default: all three)")
+                   help="the PINs to query (default: those of the current application, "
+                        "all three when none is selected; querying a PIN of another "
+                        "application selects it, which drops the verified PINs)")
 
 
-@command("pin-status", "tries left of the PINs (SELECT the PIN EF, empty VERIFY)",
+@command("pin-status", "tries left of PINs (SELECT the PIN EF, empty VERIFY); default: this app's",
          setup=_pin_status_setup, positional=[PIN_NAMES + ["all"]] * 3)
 def do_pin_status(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     unknown = [n for n in args.which if n not in PIN_NAMES and n != "all"]
     if unknown:
         raise ShellError(f"pin-status: no PIN {unknown[0]!r} (auth, sign, helper or all)")
-    names = [n for n in args.which if n != "all"] or PIN_NAMES
+    names = [n for n in args.which if n != "all"]
+    if not names:
+        current = shell.client.view.application
+        names = [n for n, (aid, _fid) in jpki.PIN_EFS.items() if aid == current] or PIN_NAMES
+        if "all" in args.which:
+            names = PIN_NAMES
     texts = []
     for name in names:
         tries = shell.client.pin_status(name)
