@@ -25,14 +25,13 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from jpki_sim import jpki, pcscd
-from jpki_sim.state import CardState, CardStore, Identity, KeySlot, PinState, save
+from jpki_sim import pcscd
+from jpki_sim.state import CardState, CardStore, save
 from jpki_sim.vpcd import DEFAULT_PORT, VpcdBridge
 
 REQUIRE_ENV = "JPKI_SIM_REQUIRE_PCSC"
@@ -110,7 +109,9 @@ def pcscd_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscSess
         names = [pcscd.pcsc_reader_name(p, readers) for p in PORTS]
         if None in names:
             unavailable(f"pcscd shows no vpcd readers for ports {PORTS}: {readers}")
-        yield PcscSession([n for n in names if n], started)
+        session = PcscSession([n for n in names if n], started)
+        yield session
+        started = session.started  # a test may have restarted pcscd
     finally:
         if started is not None:
             started.stop()
@@ -121,100 +122,17 @@ def pcscd_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscSess
 # ---------------------------------------------------------------- cards
 
 
-def _self_signed_ca(name: str, key: Any, today: date) -> Any:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
+def issue_state(ca_dir: Path) -> CardState:
+    """A card issued by the project's test CA (in ``ca_dir``) with the default PINs."""
+    from jpki_sim import issuer
 
-    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "jpki-sim test"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    start = datetime.combine(today, datetime.min.time(), timezone.utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def _leaf(ca: Any, ca_key: Any, key: Any, cn: str, serial: int, today: date) -> Any:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import NameOID
-
-    start = datetime.combine(today, datetime.min.time(), timezone.utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=1800))
-        .sign(ca_key, hashes.SHA256())
-    )
-
-
-def build_state() -> CardState:
-    """A JPKI card state with fresh RSA-2048 keys and the default PINs.
-
-    Built here with ``cryptography`` so the PC/SC tests need nothing but the
-    state model; the certificates are those of a small test hierarchy.
-    """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    from jpki_sim.mynumber import complete
-
-    today = date.today()
-
-    def new_key() -> Any:
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def pem(key: Any) -> str:
-        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption()).decode()
-
-    def der(cert: Any) -> bytes:
-        return cert.public_bytes(serialization.Encoding.DER)
-
-    ca_key = new_key()
-    auth_ca = _self_signed_ca("jpki-sim test auth CA", ca_key, today)
-    sign_ca = _self_signed_ca("jpki-sim test sign CA", ca_key, today)
-    slots = {}
-    for which, serial, ca in (("auth", 0x1001, auth_ca), ("sign", 0x2001, sign_ca)):
-        key = new_key()
-        cert = _leaf(ca, ca_key, key, f"jpki-sim {which}", serial, today)
-        slots[which] = KeySlot(pem(key), der(cert), serial, today, today + timedelta(days=1800))
-    pins = {
-        name: PinState(jpki.DEFAULT_PINS[name], policy.max_tries, policy.max_tries)
-        for name, policy in jpki.PIN_POLICIES.items()
-    }
-    return CardState(
-        identity=Identity("テスト 太郎", date(1990, 1, 2), "1", "東京都千代田区1-1",
-                          complete("12345678901")),
-        issued=today,
-        expires=today + timedelta(days=3650),
-        application_id="12345678901234567890123",
-        security_code="1234",
-        auth=slots["auth"],
-        sign=slots["sign"],
-        auth_ca_der=der(auth_ca),
-        sign_ca_der=der(sign_ca),
-        pins=pins,
-    )
+    return issuer.issue_card(issuer.default_identity(), ca=ca_dir)
 
 
 @pytest.fixture(scope="session")
-def jpki_state() -> CardState:
-    """One card state per session (key generation is the slow part); copy before changing."""
-    return build_state()
+def jpki_state(tmp_path_factory: pytest.TempPathFactory) -> CardState:
+    """One issued card per session (key generation is the slow part); copy before changing."""
+    return issue_state(tmp_path_factory.mktemp("ca"))
 
 
 @pytest.fixture
@@ -309,11 +227,15 @@ class ServeProcess:
     """``jpki-sim serve`` as a child process, with its ready line awaited."""
 
     def __init__(self, args: list[str], *, env: dict[str, str] | None = None) -> None:
+        import tempfile
+
+        # stderr to a file: a -v server writes a line per APDU and must never block on a pipe
+        self._stderr = tempfile.TemporaryFile(mode="w+", prefix="jpki-sim-serve-")
         self.proc = subprocess.Popen(
             [*jpki_sim_command(), "serve", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             text=True,
             env=env,
         )
@@ -336,15 +258,15 @@ class ServeProcess:
             line = self.proc.stdout.readline()
             if not line:
                 pytest.fail(f"serve exited ({self.proc.wait()}): {self.stderr_text()}")
-            self.lines.append(line.rstrip("\n"))
+            line = line.rstrip("\n")
+            self.lines.append(line)
             if _is_ready(line):
                 ready.append(line)
         return ready
 
-    def stderr_text(self) -> str:
-        if self.proc.poll() is None or self.proc.stderr is None:
-            return ""
-        return self.proc.stderr.read()[-2000:]
+    def stderr_text(self, limit: int = 4000) -> str:
+        self._stderr.seek(0)
+        return self._stderr.read()[-limit:]
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -352,8 +274,11 @@ class ServeProcess:
         self.proc.wait()
 
     def terminate(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait, and collect the rest of stdout into ``lines``."""
         self.proc.terminate()
-        return self.proc.wait(timeout)
+        out, _ = self.proc.communicate(timeout=timeout)
+        self.lines += out.splitlines()
+        return self.proc.returncode
 
 
 def opensc_available() -> bool:
