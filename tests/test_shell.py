@@ -208,7 +208,8 @@ def test_script_stops_at_first_failure(shell: Shell) -> None:
 def test_wrong_pin_shows_tries_left_then_blocked(shell: Shell) -> None:
     for left in (2, 1):
         shell.run_line("verify auth 0000")
-        assert f"wrong PIN, 63C{left}: {left} {'try' if left == 1 else 'tries'} left" in output(shell)
+        word = "try" if left == 1 else "tries"
+        assert f"wrong PIN, 63C{left}: {left} {word} left" in output(shell)
     shell.run_line("verify auth 0000")
     assert "63C0: the PIN is blocked (tries left: 0)" in output(shell)
     shell.run_line("verify auth 1234")
@@ -370,7 +371,7 @@ def test_completion_of_efs_follows_the_current_application(shell: Shell) -> None
     assert names.index("my-number") < names.index("auth-cert")
 
 
-# ---------------------------------------------------------------- auto mode over a card sending 61xx
+# ---------------------------------------------------------------- auto mode, a card sending 61xx
 
 
 class ChattyTransport:
