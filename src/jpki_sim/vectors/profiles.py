@@ -1,0 +1,241 @@
+"""Named card profiles: the cards the conformance vectors (and the pytest plugin) play against.
+
+A profile is a recipe for a :class:`~jpki_sim.state.CardState` issued by the
+test CA with :func:`jpki_sim.issuer.issue_card` at fixed dates, so a vector
+that names ``expired`` sees the same expired card on every machine and every
+day. RSA key generation is the slow part: one process makes one test CA and a
+small pool of card keys, and each profile's state is built once and then
+copied for every fresh card.
+
+Profiles:
+
+=================  ============================================================
+``default``        both certificates, default PINs, full counters
+``auth-only``      an adult who declined the signature certificate
+``no-certs``       neither certificate (both declined): helper application only
+``minor``          a 10-year-old: no signature certificate, card valid 5 years
+``expired``        issued 2015-04-01: card and certificates expired at its date
+``cert-expired``   issued 2020-04-01: certificates expired, card still valid
+``pin-blocked``    ``default`` with all three PINs blocked (0 tries)
+=================  ============================================================
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jpki_sim.ca import TestCA
+    from jpki_sim.engine import Card
+    from jpki_sim.state import CardState, CardStore
+
+#: PIN values of every profile (the card's documented defaults)
+PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}
+
+#: how many card keys one process generates; cards take them in turn, so a
+#: card's auth and sign keys always differ
+KEY_POOL_SIZE = 2
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How to issue one named card, and the date its vectors are played at."""
+
+    name: str
+    description: str
+    issued: date
+    #: the date vectors of this profile play at unless they name one
+    reference_date: date
+    birthdate: date = date(1993, 3, 31)
+    with_auth: bool = True
+    with_sign: bool | None = True
+    #: tries left per PIN after issue (missing: full counter)
+    tries: dict[str, int] = field(default_factory=dict)
+    name_on_card: str | None = None
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "default",
+            "both certificates, default PINs, full counters",
+            issued=date(2025, 4, 1),
+            reference_date=date(2026, 4, 1),
+        ),
+        Profile(
+            "auth-only",
+            "the holder declined the signature certificate",
+            issued=date(2025, 4, 1),
+            reference_date=date(2026, 4, 1),
+            with_sign=False,
+        ),
+        Profile(
+            "no-certs",
+            "the holder declined both certificates",
+            issued=date(2025, 4, 1),
+            reference_date=date(2026, 4, 1),
+            with_auth=False,
+            with_sign=False,
+        ),
+        Profile(
+            "minor",
+            "a holder aged 10 at issue: no signature certificate, card valid 5 years",
+            issued=date(2025, 4, 1),
+            reference_date=date(2026, 4, 1),
+            birthdate=date(2014, 6, 15),
+            with_sign=None,  # the issuer's rule: no signature certificate under 15
+            name_on_card="番号 太郎",
+        ),
+        Profile(
+            "expired",
+            "issued 2015-04-01: the card (2025-03-31) and its certificates (2020-03-31) expired",
+            issued=date(2015, 4, 1),
+            reference_date=date(2026, 4, 1),
+        ),
+        Profile(
+            "cert-expired",
+            "issued 2020-04-01: certificates expired 2025-03-31, card valid to 2030-03-31",
+            issued=date(2020, 4, 1),
+            reference_date=date(2026, 4, 1),
+        ),
+        Profile(
+            "pin-blocked",
+            "both certificates, all three PINs blocked (0 tries left)",
+            issued=date(2025, 4, 1),
+            reference_date=date(2026, 4, 1),
+            tries={"auth": 0, "sign": 0, "helper": 0},
+        ),
+    )
+}
+
+
+def names() -> list[str]:
+    return list(PROFILES)
+
+
+def get(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        from jpki_sim.errors import UserError
+
+        raise UserError(f"no card profile {name!r}; profiles: {', '.join(PROFILES)}") from None
+
+
+# ---------------------------------------------------------------- the factory
+
+
+class CardFactory:
+    """Issues profile cards from one test CA and one key pool, each profile once.
+
+    Thread-safe. ``ca_dir`` None makes a temporary CA removed at exit.
+    """
+
+    def __init__(self, ca_dir: str | None = None, key_pool_size: int = KEY_POOL_SIZE) -> None:
+        self._ca_dir = ca_dir
+        self._key_pool_size = key_pool_size
+        self._ca: TestCA | None = None
+        self._keys: Callable[[], Any] | None = None
+        self._states: dict[str, CardState] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def ca(self) -> TestCA:
+        with self._lock:
+            if self._ca is None:
+                from jpki_sim.ca import TestCA
+
+                if self._ca_dir is None:
+                    folder = tempfile.mkdtemp(prefix="jpki-sim-vectors-ca-")
+                    atexit.register(shutil.rmtree, folder, True)
+                    self._ca_dir = folder
+                self._ca = TestCA.open(self._ca_dir)
+            return self._ca
+
+    def _key_source(self) -> Callable[[], Any]:
+        if self._keys is None:
+            from jpki_sim.issuer import KeyPool
+
+            self._keys = KeyPool.generate(self._key_pool_size)
+        return self._keys
+
+    def state(self, name: str) -> CardState:
+        """A private copy of profile ``name``'s card state (change it freely)."""
+        profile = get(name)
+        with self._lock:
+            cached = self._states.get(name)
+            if cached is None:
+                cached = self._issue(profile)
+                self._states[name] = cached
+            return copy.deepcopy(cached)
+
+    def _issue(self, profile: Profile) -> CardState:
+        from jpki_sim.issuer import default_identity, issue_card
+
+        identity = default_identity()
+        identity.birthdate = profile.birthdate
+        if profile.name_on_card:
+            identity.name = profile.name_on_card
+        state = issue_card(
+            identity,
+            profile.issued,
+            pins=PINS,
+            with_auth=profile.with_auth,
+            with_sign=profile.with_sign,
+            ca=self.ca,
+            keys=self._key_source(),
+        )
+        for pin, tries in profile.tries.items():
+            state.pins[pin].tries_left = tries
+        return state
+
+    def store(self, name: str, path: str | None = None) -> CardStore:
+        """A :class:`CardStore` holding a fresh copy of the profile (in memory, or saved at ``path``)."""
+        from jpki_sim.state import CardStore, save
+
+        state = self.state(name)
+        if path is not None:
+            save(state, path)
+            return CardStore.open(path)
+        return CardStore(state)
+
+    def card(self, name: str) -> tuple[Card, CardStore]:
+        """A fresh, powered-on JPKI card of profile ``name`` and its (in-memory) store."""
+        from jpki_sim.profile import build_card
+
+        store = self.store(name)
+        card = build_card(store)
+        card.power_on()
+        return card, store
+
+
+_default_factory: CardFactory | None = None
+_default_lock = threading.Lock()
+
+
+def factory() -> CardFactory:
+    """The process-wide factory (one CA and one key pool per process)."""
+    global _default_factory
+    with _default_lock:
+        if _default_factory is None:
+            _default_factory = CardFactory()
+        return _default_factory
+
+
+def state(name: str) -> CardState:
+    """A fresh copy of profile ``name``'s card state, from the process-wide factory."""
+    return factory().state(name)
+
+
+def card(name: str) -> tuple[Card, CardStore]:
+    """A fresh in-process card of profile ``name`` and its in-memory store."""
+    return factory().card(name)

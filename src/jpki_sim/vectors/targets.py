@@ -1,0 +1,466 @@
+"""The card a vector plays against: in-process, served through pcscd + vpcd, or in a reader.
+
+Emulated targets (:class:`InProcessTarget`, :class:`ServedTarget`) give every
+vector a fresh card of the profile it names, can preset PIN counters and play
+the issuer's admin steps. :class:`ReaderTarget` plays against whatever card is
+in a PC/SC reader (a real one too): it runs only vectors whose profile fits
+that card and never presets anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from jpki_sim import jpki
+from jpki_sim.vectors.checks import CardFacts
+from jpki_sim.vectors.model import Admin, Vector
+
+if TYPE_CHECKING:
+    from jpki_sim.state import CardStore
+    from jpki_sim.vectors.profiles import CardFactory
+
+
+class TargetError(Exception):
+    """The target could not do what a step asks (not a card answer: a harness problem)."""
+
+
+def wrong_pin(pin: str) -> str:
+    """A PIN of the same form that is surely not ``pin``: each digit +1, each letter +1."""
+    out = []
+    for ch in pin:
+        if ch.isdigit():
+            out.append(str((int(ch) + 1) % 10))
+        elif "A" <= ch <= "Z":
+            out.append(chr((ord(ch) - 65 + 1) % 26 + 65))
+        else:
+            out.append("0")
+    return "".join(out)
+
+
+class Target:
+    """What the runner needs from a card under test."""
+
+    name = "card"
+    kind = "card"
+    #: can preset PIN counters and play admin steps
+    emulated = False
+
+    def skip_reason(self, vector: Vector, destructive: bool) -> str | None:
+        return None
+
+    def start(self, vector: Vector) -> CardFacts:
+        """A card in the vector's starting state: powered, nothing selected."""
+        raise NotImplementedError
+
+    def play_date(self, vector: Vector) -> date:
+        from jpki_sim.vectors.profiles import get
+
+        return vector.date or get(vector.profile).reference_date
+
+    def pin(self, name: str) -> str | None:
+        """The value of PIN ``name`` on the card, for ``{pin:NAME}`` templates."""
+        return None
+
+    def transmit(self, apdu: bytes) -> bytes:
+        raise NotImplementedError
+
+    def power_off(self) -> None:
+        raise NotImplementedError
+
+    def power_on(self) -> bytes:
+        raise NotImplementedError
+
+    def reset(self) -> bytes:
+        raise NotImplementedError
+
+    def admin(self, step: Admin) -> None:
+        raise TargetError("admin steps need an emulated card")
+
+    def finish(self) -> None:
+        """After each vector."""
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- emulated cards
+
+
+class EmulatedTarget(Target):
+    """Fresh cards of the named profiles, from a :class:`CardFactory`."""
+
+    emulated = True
+
+    def __init__(self, factory: CardFactory | None = None) -> None:
+        from jpki_sim.vectors import profiles
+
+        self.factory = factory or profiles.factory()
+        self.store: CardStore | None = None
+        self.card: Any = None
+        self._mutate: Any = None
+        self._pins: dict[str, str | None] = {}
+
+    def set_mutation(self, wrap: Any) -> None:
+        """Wrap every fresh card with ``wrap(card) -> card`` (test doubles of a faulty card)."""
+        self._mutate = wrap
+
+    def new_card(self, vector: Vector) -> CardFacts:
+        from jpki_sim.profile import build_card
+        from jpki_sim.state import CardStore
+
+        state = self.factory.state(vector.profile)
+        for pin, tries in vector.tries.items():
+            state.pins[pin].tries_left = tries
+        self.store = CardStore(state)
+        # {pin:NAME} means the PIN the holder knows when the vector starts,
+        # even after a step changed it
+        self._pins = {name: pin.value for name, pin in state.pins.items()}
+        card = build_card(self.store)
+        if self._mutate is not None:
+            card = self._mutate(card)
+        card.power_on()
+        self.card = card
+        return CardFacts.from_state(state)
+
+    def pin(self, name: str) -> str | None:
+        from jpki_sim.vectors.profiles import PINS
+
+        value = self._pins.get(name)
+        return value if value is not None else PINS[name]  # a PIN never set: the profile's value is as good as any
+
+    def admin(self, step: Admin) -> None:
+        from jpki_sim.vectors.profiles import PINS
+
+        assert self.store is not None
+        pin = self.store.state.pins[step.pin]
+        if step.action == "reset-pin":
+            # what `jpki-sim card reset-pin` does: a new value, a full counter
+            pin.value = step.value if step.value is not None else PINS[step.pin]
+            pin.tries_left = pin.max_tries
+        elif step.action == "set-tries":
+            assert step.tries is not None
+            pin.tries_left = min(step.tries, pin.max_tries)
+        self.store.commit()
+
+
+class InProcessTarget(EmulatedTarget):
+    """A fresh in-process card per vector."""
+
+    name = "in-process card"
+    kind = "in-process"
+
+    def start(self, vector: Vector) -> CardFacts:
+        return self.new_card(vector)
+
+    def transmit(self, apdu: bytes) -> bytes:
+        response: bytes = self.card.process(apdu)
+        return response
+
+    def power_off(self) -> None:
+        self.card.power_off()
+
+    def power_on(self) -> bytes:
+        atr: bytes = self.card.power_on()
+        return atr
+
+    def reset(self) -> bytes:
+        atr: bytes = self.card.reset()
+        return atr
+
+
+class ServedTarget(EmulatedTarget):
+    """Fresh cards served on a vpcd reader slot, played through pcscd with pyscard.
+
+    ``bridge`` is a running :class:`jpki_sim.vpcd.VpcdBridge` whose card this
+    target swaps for each vector; ``reader`` its PC/SC name.
+    """
+
+    kind = "pcsc"
+
+    def __init__(self, bridge: Any, reader: str, factory: CardFactory | None = None) -> None:
+        super().__init__(factory)
+        self.bridge = bridge
+        self.reader = reader
+        self.name = reader
+        self.transport: Any = None
+        self._off = False
+
+    def start(self, vector: Vector) -> CardFacts:
+        from jpki_sim.pcsc import PcscTransport
+
+        facts = self.new_card(vector)
+        self.bridge.card = self.card  # between two commands: vpcd never sees the swap
+        if self.transport is None:
+            self.transport = PcscTransport(self.reader, protocol="T1")
+        self._off = False
+        return facts
+
+    def transmit(self, apdu: bytes) -> bytes:
+        response: bytes = self.transport.transmit(apdu)
+        return response
+
+    def power_off(self) -> None:
+        # PC/SC cannot leave a card unpowered while connected: the power-off
+        # and the power-on that must follow are one SCardReconnect(UNPOWER)
+        self._off = True
+
+    def power_on(self) -> bytes:
+        self._off = False
+        atr: bytes = self.transport.power_cycle()
+        return atr
+
+    def reset(self) -> bytes:
+        atr: bytes = self.transport.reset()
+        return atr
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+
+# ---------------------------------------------------------------- any card in a reader
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What tells card profiles apart from the outside, without changing the card."""
+
+    presence: bytes  # EF 0008
+    tries: tuple[int, int, int]  # auth, sign, helper tries left (empty VERIFY)
+    auth_expired: bool | None  # the auth certificate expired (None: no auth certificate)
+
+    def describe(self) -> str:
+        exp = {None: "no auth cert", True: "auth cert expired", False: "auth cert valid"}
+        return (f"EF0008 {self.presence.hex().upper()}, tries auth/sign/helper "
+                f"{'/'.join(map(str, self.tries))}, {exp[self.auth_expired]}")
+
+
+def profile_fingerprint(state: Any, on: date) -> Fingerprint:
+    from jpki_sim import lifecycle
+    from jpki_sim.profile import cert_presence
+
+    tries = tuple(p.tries_left if p.value is not None else 0
+                  for p in (state.pins["auth"], state.pins["sign"], state.pins["helper"]))
+    expired = None if state.auth is None else lifecycle.is_expired(state.auth.expires, on)
+    return Fingerprint(cert_presence(state), tries, expired)  # type: ignore[arg-type]
+
+
+class ReaderTarget(Target):
+    """Whatever card sits in a PC/SC reader; every vector starts with a warm reset.
+
+    ``pins`` are the card's PIN values the user gave (``--pin auth=1234``):
+    vectors that VERIFY a PIN not given are skipped, so no try is ever spent
+    by guessing.
+    """
+
+    kind = "reader"
+
+    def __init__(self, reader: str, pins: dict[str, str] | None = None,
+                 today: date | None = None) -> None:
+        from jpki_sim.pcsc import PcscTransport
+
+        self.transport = PcscTransport(reader)
+        self.name = self.transport.name
+        self.pins = dict(pins or {})
+        from jpki_sim import lifecycle
+
+        self.today = today or lifecycle.SystemClock().today()
+        self.facts = CardFacts()
+        self.fingerprint = self._probe()
+        self._profile_prints: dict[tuple[str, date], Fingerprint] = {}
+
+    # what the card is, read without changing it
+    def _apdu(self, hex_text: str) -> tuple[bytes, int]:
+        r = self.transport.transmit(bytes.fromhex(hex_text))
+        return r[:-2], r[-2] << 8 | r[-1]
+
+    def _read_cert(self, fid: str) -> bytes | None:
+        from jpki_sim.client import JpkiClient
+
+        client = JpkiClient(self.transport)
+        try:
+            client.select_jpki()
+            client.select_ef(int(fid, 16))
+            from jpki_sim.client import der_length
+
+            header = client.read_binary(0, 4)
+            return client.read_ef(der_length(header))
+        except Exception:
+            return None
+
+    def _probe(self) -> Fingerprint:
+        from jpki_sim import lifecycle
+        from jpki_sim.vectors.checks import split_certificate
+
+        self.transport.reset()
+        jp = jpki.JPKI_AID.hex().upper()
+        hp = jpki.HELPER_AID.hex().upper()
+        self._apdu(f"00A4040C0A{jp}")
+        self._apdu("00A4020C020008")
+        presence, sw = self._apdu("00B0000003")
+        if sw != 0x9000:
+            presence = b""
+        tries = []
+        for aid, fid in ((jp, "0018"), (jp, "001B"), (hp, "0011")):
+            self._apdu(f"00A4040C0A{aid}")
+            self._apdu(f"00A4020C02{fid}")
+            _d, sw = self._apdu("00200080")
+            tries.append(sw & 0x0F if sw & 0xFFF0 == 0x63C0 else -1)
+        self.transport.reset()
+        for name, fid in (("auth", "000A"), ("auth-ca", "000B"), ("sign-ca", "0002")):
+            self.facts.certificates[name] = self._read_cert(fid)
+        sign_pin = self.pins.get("sign")
+        if sign_pin and presence[:1] == b"\x8f":
+            from jpki_sim.client import JpkiClient
+
+            try:
+                JpkiClient(self.transport).verify_pin("sign", sign_pin)
+                self.facts.certificates["sign"] = self._read_cert("0001")
+            except Exception as exc:
+                raise TargetError(f"cannot read the signature certificate: {exc}") from None
+        self.transport.reset()
+        auth = self.facts.certificates.get("auth")
+        expired: bool | None = None
+        if auth:
+            cert, _der = split_certificate(auth)
+            expiry = cert.not_valid_after_utc.astimezone(lifecycle.JST).date()
+            expired = lifecycle.is_expired(expiry, self.today)
+        return Fingerprint(presence, tuple(tries), expired)  # type: ignore[arg-type]
+
+    def play_date(self, vector: Vector) -> date:
+        return vector.date or self.today
+
+    def skip_reason(self, vector: Vector, destructive: bool) -> str | None:
+        if vector.needs_setup:
+            return "needs an emulated card (preset PIN counters or admin steps)"
+        if vector.destructive and not destructive:
+            return "changes the card irreversibly (run with --destructive)"
+        missing = sorted({name for _kind, name in vector.pins_used if name not in self.pins})
+        if missing:
+            return "needs the card's PIN: " + ", ".join(f"--pin {m}=..." for m in missing)
+        key = (vector.profile, self.play_date(vector))
+        want = self._profile_prints.get(key)
+        if want is None:
+            from jpki_sim.vectors import profiles
+
+            want = profile_fingerprint(profiles.state(vector.profile), key[1])
+            self._profile_prints[key] = want
+        if want != self.fingerprint:
+            return (f"profile {vector.profile} does not fit this card "
+                    f"(want {want.describe()}; card: {self.fingerprint.describe()})")
+        return None
+
+    def start(self, vector: Vector) -> CardFacts:
+        self.transport.reset()
+        return self.facts
+
+    def pin(self, name: str) -> str | None:
+        return self.pins.get(name)
+
+    def transmit(self, apdu: bytes) -> bytes:
+        response: bytes = self.transport.transmit(apdu)
+        return response
+
+    def power_off(self) -> None:
+        pass
+
+    def power_on(self) -> bytes:
+        atr: bytes = self.transport.power_cycle()
+        return atr
+
+    def reset(self) -> bytes:
+        atr: bytes = self.transport.reset()
+        return atr
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+# ---------------------------------------------------------------- serving through vpcd
+
+#: the lock file the test harness and this runner share, so runs take turns on vpcd
+PCSC_LOCK_PATH = "/tmp/jpki-sim-pcsc.lock"
+#: set when the caller already holds that lock (a test session running the runner)
+LOCK_HELD_ENV = "JPKI_SIM_PCSC_LOCK_HELD"
+
+
+class ServedSession:
+    """A vpcd slot with a bridge of our own, for ``vectors run --pcsc`` (and ``replay --serve``).
+
+    Takes the machine-wide PC/SC lock (unless ``JPKI_SIM_PCSC_LOCK_HELD`` is set),
+    attaches a card to vpcd on ``port``, waits until pcscd shows it, and on
+    :meth:`close` detaches it again.
+    """
+
+    def __init__(self, card: Any, port: int | None = None, timeout: float = 10.0,
+                 label: str = "vectors") -> None:
+        from jpki_sim import pcscd
+        from jpki_sim.pcsc import PcscError, wait_for_card
+        from jpki_sim.vpcd import DEFAULT_PORT, VpcdBridge
+
+        self.port = port if port is not None else DEFAULT_PORT
+        if pcscd.vpcd_driver() is None:
+            raise PcscError("the vpcd driver is not installed (apt-get install vsmartcard-vpcd)")
+        if not pcscd.is_running():
+            raise PcscError("pcscd is not running: start it with `pcscd -f &` "
+                            "(`jpki-sim doctor` checks the setup)")
+        self._lock = self._take_lock(timeout * 6)
+        try:
+            readers = pcscd.wait_for_readers(timeout=timeout)
+            reader = pcscd.pcsc_reader_name(self.port, readers)
+            if reader is None:
+                raise PcscError(f"no vpcd reader listens on port {self.port} (readers: "
+                                f"{', '.join(readers) or 'none'})")
+            self.reader = reader
+            if not wait_for_card(reader, present=False, timeout=timeout):
+                raise PcscError(f"{reader} already holds a card: another program serves it")
+            self.bridge = VpcdBridge(card, port=self.port, label=label)
+            self.bridge.start()
+            if not (self.bridge.attached.wait(timeout) and wait_for_card(reader, True, timeout)):
+                self.bridge.stop()
+                raise PcscError(f"the card did not appear in {reader!r} within {timeout:.0f} s")
+        except BaseException:
+            self._release()
+            raise
+
+    @staticmethod
+    def _take_lock(timeout: float) -> Any:
+        import fcntl
+        import time
+
+        from jpki_sim.pcsc import PcscError
+
+        if os.environ.get(LOCK_HELD_ENV):
+            return None
+        lock = open(PCSC_LOCK_PATH, "a")  # noqa: SIM115
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return lock
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.close()
+                    raise PcscError(f"another run holds {PCSC_LOCK_PATH} (vpcd readers busy)")
+                time.sleep(0.2)
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            import fcntl
+
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def close(self) -> None:
+        from jpki_sim.pcsc import wait_for_card
+
+        try:
+            self.bridge.stop()
+            wait_for_card(self.reader, present=False, timeout=5.0)
+        finally:
+            self._release()
