@@ -18,8 +18,9 @@ def _sections(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in names if s not in SECTIONS]
     if unknown or not names:
+        bad = unknown[0] if unknown else text
         raise argparse.ArgumentTypeError(
-            f"unknown section {unknown[0] if unknown else text!r}: choose from {', '.join(SECTIONS)}"
+            f"unknown section {bad!r}: choose from {', '.join(SECTIONS)}"
         )
     return names
 
@@ -47,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", type=_sections, metavar="SECTION[,SECTION]",
                    help=f"run only these sections: {', '.join(SECTIONS)}")
     p.add_argument("--batch", type=int, metavar="N",
-                   help="issue N cards on all cores (default 2 with --quick, else 4 x cores; 0 skips)")
+                   help="issue N cards on all cores "
+                   "(default 2 with --quick, else 4 x cores; 0 skips)")
     p.add_argument("--runs", type=int, metavar="R",
                    help="timed runs per figure (default 5 with --quick, else 25)")
     p.add_argument(

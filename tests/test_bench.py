@@ -1,0 +1,253 @@
+"""The benchmark's JSON document, and the hot path's promise not to touch the card file.
+
+No timing is asserted here: speed is what ``tools/bench.py`` reports. These
+tests check that the benchmark runs (quick mode, as CI does), that its JSON
+has the documented shape with consistent statistics, and that read-only APDUs
+neither write nor read the card file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pcsc_harness import PORTS, PcscSession
+
+from jpki_sim import jpki
+from jpki_sim.profile import build_card
+from jpki_sim.state import CardStore
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = ROOT / "tools" / "bench.py"
+
+IN_PROCESS = {"select_fid", "select_aid", "read_binary_256", "cert_read", "empty_verify",
+              "verify_memory", "verify_file"}
+FIGURE_KEYS = {"label", "unit", "median", "p95", "min", "max", "samples", "ops_per_sample",
+               "apdus_per_op", "per_s", "apdus_per_s"}
+
+
+def run_bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, str(TOOL), "--quick", "--json", *args],
+        capture_output=True, text=True, timeout=timeout, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def assert_figure(fig: Any, samples: int | None = None) -> None:
+    assert isinstance(fig, dict) and set(fig) == FIGURE_KEYS, fig
+    assert fig["unit"] == "s"
+    assert fig["samples"] >= 1 if samples is None else fig["samples"] == samples
+    for key in ("median", "p95", "min", "max", "per_s", "apdus_per_s"):
+        assert isinstance(fig[key], float) and math.isfinite(fig[key]) and fig[key] > 0, (key, fig)
+    # medians and p95 are samples (nearest rank), so they lie within the spread
+    assert fig["min"] <= fig["median"] <= fig["p95"] <= fig["max"]
+    assert fig["per_s"] == pytest.approx(1 / fig["median"])
+    assert fig["apdus_per_s"] == pytest.approx(fig["per_s"] * fig["apdus_per_op"])
+    assert fig["ops_per_sample"] >= 1 and fig["apdus_per_op"] >= 1
+
+
+def assert_common(doc: dict[str, Any], sections: list[str]) -> None:
+    assert doc["format"] == "jpki-sim-bench" and doc["version"] == 1
+    assert doc["quick"] is True and doc["sections"] == sections
+    m = doc["machine"]
+    assert m["nproc"] == os.cpu_count()
+    assert m["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert isinstance(m["cpu"], str) and m["cpu"] and isinstance(m["os"], str)
+    assert set(m["versions"]) == {"cryptography", "pyscard", "jpki-sim"}
+    for row in doc["targets"]:
+        assert set(row) == {"name", "target", "measured", "met"}
+        assert isinstance(row["met"], bool) and isinstance(row["measured"], float)
+    assert doc["total_s"] > 0
+
+
+def test_quick_json_without_pcsc_has_the_documented_shape() -> None:
+    doc = run_bench("--no-pcsc", "--batch", "2", "--runs", "2")
+    sections = ["inprocess", "signature", "issuance", "startup"]
+    assert_common(doc, sections)
+
+    inp = doc["inprocess"]
+    assert set(inp["commands"]) == IN_PROCESS == set(inp["descriptions"])
+    for fig in inp["commands"].values():
+        assert_figure(fig, samples=2)
+    # OpenSC's read of the auth certificate: SELECT, 4-byte header, then 256-byte chunks
+    assert inp["commands"]["cert_read"]["apdus_per_op"] >= 4
+    # a right VERIFY on a file-backed card writes twice (try spent, counter restored)
+    assert inp["verify_file_writes"] >= 2 * inp["commands"]["verify_file"]["samples"]
+
+    sig = doc["signature"]
+    assert_figure(sig["card"])
+    assert_figure(sig["bare"])
+    assert sig["ratio"] == pytest.approx(sig["card"]["median"] / sig["bare"]["median"])
+
+    iss = doc["issuance"]
+    assert_figure(iss["issue"])
+    assert_figure(iss["renew"])
+    batch = iss["batch"]
+    assert batch["cards"] == 2 and batch["workers"] == os.cpu_count()
+    assert_figure(batch["per_card"], samples=2)
+    assert batch["cards_per_s"] == pytest.approx(2 / batch["wall_s"])
+
+    st = doc["startup"]
+    for key in ("help", "help_no_bytecode_cache", "python"):
+        assert_figure(st[key])
+    assert st["serve"] is None and "PC/SC" in st["serve_skipped"]
+    assert doc["pcsc"] == {"available": False, "skipped": "not requested (--no-pcsc or --only)"}
+
+    names = [t["name"] for t in doc["targets"]]
+    assert names == [
+        "in-process SELECT-by-FID APDU/s",
+        "in-process READ BINARY 256 APDU/s",
+        "signature APDU / bare cryptography",
+        "jpki-sim --help ms",
+    ]
+
+
+def test_cli_bench_runs_one_section_and_prints_a_table() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "jpki_sim", "bench", "--quick", "--only", "inprocess",
+         "--runs", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "in-process" in out and "select_fid" in out and "targets (issue 7)" in out
+    assert "PC/SC part skipped" in out
+
+
+def test_cli_bench_refuses_an_unknown_section_in_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "jpki_sim", "bench", "--only", "warp"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "unknown section 'warp'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.pcsc
+def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession) -> None:
+    # this test holds the PC/SC lock through the fixture; the benchmark must not wait for it.
+    # Slot 0 may carry the session's test card, so both cards take slot 1 in turn.
+    env = dict(os.environ, JPKI_SIM_PCSC_LOCK_HELD="1")
+    doc = run_bench("--only", "pcsc,startup", "--runs", "2", "--vpcd-port", str(PORTS[1]),
+                    env=env)
+    assert_common(doc, ["pcsc", "startup"])
+    pcsc = doc["pcsc"]
+    assert pcsc["available"] is True and pcsc["skipped"] is None
+    assert pcsc["same_slot"] is True
+    reader = pcscd_session.reader_for_port(PORTS[1])
+    assert pcsc["readers"] == {"card": reader, "null_card": reader}
+    assert_figure(pcsc["null_card"], samples=2)
+    assert set(pcsc["commands"]) == IN_PROCESS - {"verify_file"} == set(pcsc["ratios"])
+    for name, fig in pcsc["commands"].items():
+        assert_figure(fig, samples=2)
+        assert pcsc["ratios"][name] == pytest.approx(
+            fig["apdus_per_s"] / pcsc["null_card"]["per_s"]
+        )
+    assert_figure(doc["startup"]["serve"], samples=1)
+    names = [t["name"] for t in doc["targets"]]
+    assert [n for n in names if n.startswith("PC/SC")] == [
+        f"PC/SC {c} / null card"
+        for c in ("select_fid", "select_aid", "read_binary_256", "empty_verify")
+    ]
+
+
+# ---------------------------------------------------------------- the hot path and the card file
+
+
+def read_only_apdus() -> list[tuple[str, bytes, bytes]]:
+    """(what, command, expected status word): nothing here may change the card's state."""
+    sel_aid = bytes((0x00, 0xA4, 0x04, 0x0C, 0x0A)) + jpki.JPKI_AID
+    sel_helper = bytes((0x00, 0xA4, 0x04, 0x0C, 0x0A)) + jpki.HELPER_AID
+
+    def sel_ef(fid: int) -> bytes:
+        return bytes.fromhex("00A4020C02") + fid.to_bytes(2, "big")
+
+    return [
+        ("SELECT unknown AID", bytes.fromhex("00A4040C05A000000001"), b"\x6a\x82"),
+        ("SELECT EF before any AP", sel_ef(jpki.EF_AUTH_CERT), b"\x6a\x82"),
+        ("SELECT JPKI AP", sel_aid, b"\x90\x00"),
+        ("SELECT unknown EF", sel_ef(0x0099), b"\x6a\x82"),
+        ("SELECT auth cert", sel_ef(jpki.EF_AUTH_CERT), b"\x90\x00"),
+        ("READ BINARY header", bytes.fromhex("00B0000004"), b"\x90\x00"),
+        ("READ BINARY 256", bytes.fromhex("00B0010000"), b"\x90\x00"),
+        ("READ BINARY past the end", bytes.fromhex("00B07F0001"), b"\x6b\x00"),
+        ("READ BINARY short EF 0B", bytes.fromhex("00B08B0000"), b"\x90\x00"),
+        ("SELECT sign cert", sel_ef(jpki.EF_SIGN_CERT), b"\x90\x00"),
+        ("READ BINARY sign cert without PIN", bytes.fromhex("00B0000004"), b"\x69\x82"),
+        ("SELECT auth PIN", sel_ef(jpki.EF_AUTH_PIN), b"\x90\x00"),
+        ("empty VERIFY auth PIN", bytes.fromhex("00200080"), b"\x63\xc3"),
+        ("SELECT sign PIN", sel_ef(jpki.EF_SIGN_PIN), b"\x90\x00"),
+        ("empty VERIFY sign PIN", bytes.fromhex("00200080"), b"\x63\xc5"),
+        ("SELECT sign key", sel_ef(jpki.EF_SIGN_KEY), b"\x90\x00"),
+        ("sign without PIN", bytes.fromhex("802A008020") + bytes(32), b"\x69\x82"),
+        ("unknown INS", bytes.fromhex("00EE0000"), b"\x6d\x00"),
+        ("malformed APDU", bytes.fromhex("00B000"), b"\x67\x00"),
+        ("SELECT helper AP", sel_helper, b"\x90\x00"),
+        ("SELECT helper PIN", sel_ef(jpki.EF_HELPER_PIN), b"\x90\x00"),
+        ("empty VERIFY helper PIN", bytes.fromhex("00200080"), b"\x63\xc3"),
+        ("GET DATA inside an AP", bytes.fromhex("00CA5F5100"), b"\x6a\x88"),
+    ]
+
+
+def file_fingerprint(path: Path) -> tuple[int, int, int, bytes]:
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size, path.read_bytes()
+
+
+def test_read_only_apdus_never_write_the_card_file(fresh_store: CardStore) -> None:
+    assert fresh_store.path is not None
+    path = fresh_store.path
+    card = build_card(fresh_store)
+    card.power_on()
+    before = file_fingerprint(path)
+    writes = fresh_store.writes
+    for _round in range(3):
+        for what, apdu, sw in read_only_apdus():
+            resp = card.process(apdu)
+            assert resp[-2:] == sw, (what, resp.hex())
+        card.power_off()
+        card.power_on()
+    assert fresh_store.writes == writes
+    assert file_fingerprint(path) == before
+    assert not fresh_store.changed_on_disk()
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_the_write_counter_sees_pin_changes(fresh_store: CardStore) -> None:
+    """The control for the test above: an APDU that changes state does reach the file."""
+    assert fresh_store.path is not None
+    path = fresh_store.path
+    card = build_card(fresh_store)
+    card.power_on()
+    sel_aid = bytes((0x00, 0xA4, 0x04, 0x0C, 0x0A)) + jpki.JPKI_AID
+    assert card.process(sel_aid) == b"\x90\x00"
+    assert card.process(bytes.fromhex("00A4020C020018")) == b"\x90\x00"
+    before = file_fingerprint(path)
+    assert card.process(bytes.fromhex("0020008004") + b"9999") == b"\x63\xc2"
+    assert fresh_store.writes == 1  # the spent try, saved before the comparison
+    assert file_fingerprint(path) != before
+    assert b'"tries_left": 2' in path.read_bytes()
+
+
+def test_read_only_apdus_do_not_read_the_card_file(fresh_store: CardStore) -> None:
+    """The card serves from memory: with its file gone, reads still answer the same."""
+    assert fresh_store.path is not None
+    card = build_card(fresh_store)
+    card.power_on()
+    with_file = [card.process(apdu) for _w, apdu, _sw in read_only_apdus()]
+    fresh_store.path.unlink()
+    card.power_off()
+    card.power_on()
+    without_file = [card.process(apdu) for _w, apdu, _sw in read_only_apdus()]
+    assert without_file == with_file
+    assert not fresh_store.path.exists()
