@@ -689,11 +689,14 @@ def _locked(folder: Path) -> Iterator[None]:
 # ---------------------------------------------------------------- OCSP over HTTP
 
 
-def make_ocsp_server(ca: TestCA, port: int, *, host: str = "127.0.0.1") -> Any:
+def make_ocsp_server(
+    ca: TestCA, port: int, *, host: str = "127.0.0.1", at: datetime | None = None
+) -> Any:
     """An HTTP server answering OCSP (POST, or GET with base64 path) and serving the CRLs.
 
     Bound to localhost only: it exists for relying-party software under test on
     this machine. ``port`` 0 picks a free port (see ``server.server_address``).
+    ``at`` answers as of that instant instead of the real time (simulated dates).
     """
     import urllib.parse
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -719,13 +722,13 @@ def make_ocsp_server(ca: TestCA, port: int, *, host: str = "127.0.0.1") -> Any:
                 self._send(400, b"bad Content-Length\n", "text/plain")
                 return
             body = self.rfile.read(length)
-            self._send(200, ca.ocsp_response(body), "application/ocsp-response")
+            self._send(200, ca.ocsp_response(body, at=at), "application/ocsp-response")
 
         def do_GET(self) -> None:  # noqa: N802
             path = urllib.parse.urlsplit(self.path).path
             for which in WHICH:
                 if path == f"/crl/{which}.crl":
-                    self._send(200, ca.crl(which), "application/pkix-crl")
+                    self._send(200, ca.crl(which, at=at), "application/pkix-crl")
                     return
             if path.startswith("/ocsp/"):
                 encoded = urllib.parse.unquote(path[len("/ocsp/") :])
@@ -733,7 +736,7 @@ def make_ocsp_server(ca: TestCA, port: int, *, host: str = "127.0.0.1") -> Any:
                     request = base64.b64decode(encoded, validate=True)
                 except ValueError:
                     request = b""
-                self._send(200, ca.ocsp_response(request), "application/ocsp-response")
+                self._send(200, ca.ocsp_response(request, at=at), "application/ocsp-response")
                 return
             self._send(404, b"not found\n", "text/plain")
 

@@ -1,0 +1,173 @@
+"""``jpki-sim ca``: the test CA's revocation services (CRL file, OCSP responder) and its roots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def configure(sub: Any) -> None:
+    group = sub.add_parser(
+        "ca",
+        help="the test CA: CRLs, an OCSP responder on localhost, its root certificates",
+        description=(
+            "The test CA (separate auth and sign CAs, O=JPKI-TEST) lives in a directory, "
+            "by default under the user data dir; it is created on first use."
+        ),
+    )
+    cmds = group.add_subparsers(dest="ca_command", metavar="SUBCOMMAND")
+    group.set_defaults(_group_parser=group)
+
+    p = cmds.add_parser("crl", help="write a CRL signed by the auth or sign CA")
+    p.add_argument("--which", choices=("auth", "sign"), default="auth", help="which CA (auth)")
+    p.add_argument("--out", metavar="FILE", required=True, help="where to write the CRL")
+    p.add_argument("--pem", action="store_true", help="PEM instead of DER")
+    _common(p)
+    p.set_defaults(func=run_crl)
+
+    p = cmds.add_parser(
+        "ocsp",
+        help="serve OCSP (and the CRLs) on localhost until Ctrl-C",
+        description=(
+            "Answer OCSP requests (POST to /ocsp, or GET /ocsp/<base64>) about certificates "
+            "of both CAs, and serve /crl/auth.crl and /crl/sign.crl. Listens on 127.0.0.1 only."
+        ),
+    )
+    p.add_argument(
+        "--port", type=int, default=None, help="TCP port (default: the one in the certificates)"
+    )
+    p.add_argument("--verbose", action="store_true", help="log each request")
+    _common(p)
+    p.set_defaults(func=run_ocsp)
+
+    p = cmds.add_parser("show", help="where the CA is, its roots and what it issued")
+    _common(p)
+    p.set_defaults(func=run_show)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ca", metavar="DIR", help="test CA directory (default: user data dir)")
+    p.add_argument(
+        "--at", metavar="DATE", help="answer as of this date (noon Japan time) instead of now"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _at(args: argparse.Namespace) -> Any:
+    if not args.at:
+        return None
+    from jpki_sim.cli.card import parse_date
+    from jpki_sim.lifecycle import FixedClock
+
+    return FixedClock(parse_date(args.at, "--at")).now()
+
+
+def run_crl(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from jpki_sim.ca import TestCA
+    from jpki_sim.errors import UserError
+    from jpki_sim.state import write_atomic
+
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise UserError(f"{out}: not a file path in an existing directory")
+    ca = TestCA.open(args.ca)
+    der = ca.crl(args.which, at=_at(args))
+    crl = x509.load_der_x509_crl(der)
+    data = crl.public_bytes(serialization.Encoding.PEM) if args.pem else der
+    write_atomic(out, data, 0o644)
+    serials = [format(r.serial_number, "x") for r in crl]
+    doc = {
+        "path": str(out),
+        "ca": args.which,
+        "issuer": crl.issuer.rfc4514_string(),
+        "this_update": crl.last_update_utc.isoformat(),
+        "next_update": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+        "revoked": serials,
+    }
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+    else:
+        print(f"wrote {out}: {args.which} CRL with {len(serials)} revoked certificate(s)")
+    return 0
+
+
+def run_ocsp(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from jpki_sim.ca import DEFAULT_PORT, TestCA, make_ocsp_server
+    from jpki_sim.errors import UserError
+
+    ca = TestCA.open(args.ca)
+    port = args.port if args.port is not None else (urlsplit(ca.base_url).port or DEFAULT_PORT)
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port {port} is not a TCP port")
+    try:
+        server = make_ocsp_server(ca, port, at=_at(args))
+    except OSError as exc:
+        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    server.verbose = args.verbose
+    host, bound = server.server_address[:2]
+    ready = {
+        "ocsp": f"http://{host}:{bound}/ocsp",
+        "crl": {w: f"http://{host}:{bound}/crl/{w}.crl" for w in ("auth", "sign")},
+        "ca": str(ca.directory),
+        "as_of": args.at,
+    }
+    if args.json:
+        print(json.dumps(ready), flush=True)
+    else:
+        print(
+            f"OCSP responder ready on {ready['ocsp']} (CRLs under /crl/) for {ca.directory}; "
+            "Ctrl-C to stop",
+            flush=True,
+        )
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # a service manager or a test stops it with SIGTERM: shut down the same way as Ctrl-C
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from jpki_sim.ca import TestCA
+
+    ca = TestCA.open(args.ca)
+    records = ca.records()
+    doc = {
+        "directory": str(ca.directory),
+        "base_url": ca.base_url,
+        "roots": {
+            w: {
+                "subject": ca[w].cert.subject.rfc4514_string(),
+                "serial": format(ca[w].cert.serial_number, "x"),
+                "file": str(ca.directory / f"{w}-ca.crt"),
+            }
+            for w in ("auth", "sign")
+        },
+        "issued": len(records),
+        "revoked": sum(1 for r in records if r.revoked),
+    }
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+    else:
+        print(f"test CA in {doc['directory']} (OCSP/CRL base {doc['base_url']})")
+        for w, root in doc["roots"].items():  # type: ignore[attr-defined]
+            print(f"  {w} root: {root['subject']} ({root['file']})")
+        print(f"  {doc['issued']} certificates issued, {doc['revoked']} revoked")
+    return 0

@@ -1,0 +1,386 @@
+"""``jpki-sim card``: issue a card, see where it stands, and do what the municipal counter does.
+
+issue | status | renew | reset-pin | change-address | change-name, all with
+``--at DATE`` (act as of that day, Japan time) and ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from datetime import date
+from typing import Any
+
+SEX_WORDS = {"male": "1", "m": "1", "female": "2", "f": "2", "unknown": "0", "n/a": "9"}
+
+
+def configure(sub: Any) -> None:
+    group = sub.add_parser(
+        "card",
+        help="issue test cards and run their lifecycle (status, renew, reset PIN, move)",
+        description="Issue a card from the test CA and act on it as the municipal counter does.",
+    )
+    cmds = group.add_subparsers(dest="card_command", metavar="SUBCOMMAND")
+    group.set_defaults(_group_parser=group)
+
+    # ---- issue
+    p = cmds.add_parser(
+        "issue",
+        help="issue a new card file from the test CA",
+        description=(
+            "Issue a card: key pairs, certificates from the test CA with the lifecycle's "
+            "dates, PINs, helper data. Defaults: the seeds' fictional holder 番号 花子, born "
+            "1993-03-31, female; PINs auth 1234, sign ABC123, helper 1234."
+        ),
+        epilog="example: jpki-sim card issue card.json --issued 2020-08-27",
+    )
+    p.add_argument("out", metavar="OUT.json", help="card file to write")
+    p.add_argument("--name", help="holder's name (default 番号 花子)")
+    p.add_argument("--birthdate", metavar="DATE", help="YYYY-MM-DD (default 1993-03-31)")
+    p.add_argument("--sex", help="1|male, 2|female, 0|unknown, 9|n/a (ISO 5218; default 2)")
+    p.add_argument("--address", help="holder's address (default: Otaru city hall's)")
+    p.add_argument("--my-number", metavar="DIGITS", help="12 digits with a valid check digit")
+    p.add_argument("--issued", metavar="DATE", help="issue date (default: --at, or today)")
+    p.add_argument("--stay-until", metavar="DATE", help="end of a foreign resident's stay")
+    p.add_argument("--auth-pin", metavar="PIN", help="user-authentication PIN, 4 digits")
+    p.add_argument("--sign-pin", metavar="PIN", help="signature PIN, 6-16 of A-Z 0-9")
+    p.add_argument("--helper-pin", metavar="PIN", help="card-info helper PIN, 4 digits")
+    sign = p.add_mutually_exclusive_group()
+    sign.add_argument(
+        "--no-sign-cert", action="store_true", help="no signature certificate (and no sign PIN)"
+    )
+    sign.add_argument(
+        "--sign-cert",
+        action="store_true",
+        help="a signature certificate even for a holder under 15 (not issued by default)",
+    )
+    p.add_argument(
+        "--no-auth-cert", action="store_true", help="no authentication certificate (and no PIN)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite OUT.json if it exists")
+    _common(p, ca=True)
+    p.set_defaults(func=run_issue)
+
+    # ---- status
+    p = cmds.add_parser(
+        "status",
+        help="where the card stands on a date: expiries, renewal, health insurance, PINs",
+        epilog="example: jpki-sim card status card.json --at 2025-02-01 --json",
+    )
+    p.add_argument("card", metavar="CARD.json")
+    _common(p, ca=False)
+    p.set_defaults(func=run_status)
+
+    # ---- renew
+    p = cmds.add_parser(
+        "renew",
+        help="renew (or after expiry re-issue) the certificates, as the counter does",
+        description=(
+            "Renew the certificates that are due: inside the renewal window, after expiry "
+            "(re-issue) or after revocation. Needs the holder's current PINs; a wrong PIN "
+            "costs a try on the card. New keys, new certificates, old ones revoked."
+        ),
+    )
+    p.add_argument("card", metavar="CARD.json")
+    p.add_argument("--auth-pin", metavar="PIN", help="current auth PIN (prompted if omitted)")
+    p.add_argument("--sign-pin", metavar="PIN", help="current sign PIN (prompted if omitted)")
+    _common(p, ca=True)
+    p.set_defaults(func=run_renew)
+
+    # ---- reset-pin
+    p = cmds.add_parser(
+        "reset-pin",
+        help="set a forgotten or blocked PIN to a new value (counter, after an ID check)",
+    )
+    p.add_argument("card", metavar="CARD.json")
+    p.add_argument("--pin", required=True, choices=("auth", "sign", "helper"))
+    p.add_argument("--new-pin", metavar="PIN", help="the new PIN (prompted if omitted)")
+    _common(p, ca=False)
+    p.set_defaults(func=run_reset_pin)
+
+    # ---- change-address / change-name
+    for what in ("address", "name"):
+        p = cmds.add_parser(
+            f"change-{what}",
+            help=f"record a new {what}: helper data updated, signature certificate revoked",
+        )
+        p.add_argument("card", metavar="CARD.json")
+        p.add_argument("value", metavar=f"NEW_{what.upper()}")
+        _common(p, ca=True)
+        p.set_defaults(func=run_change, what=what)
+
+
+def _common(p: argparse.ArgumentParser, *, ca: bool) -> None:
+    p.add_argument("--at", metavar="DATE", help="act as of this date (YYYY-MM-DD, Japan time)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    if ca:
+        p.add_argument("--ca", metavar="DIR", help="test CA directory (default: the card's own)")
+
+
+# ---------------------------------------------------------------- input
+
+
+def parse_date(text: str, what: str) -> date:
+    from jpki_sim.errors import UserError
+
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise UserError(f"{what} must be a date YYYY-MM-DD, got {text!r}")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{what}: {text} is not a date on the calendar") from None
+
+
+def _clock(args: argparse.Namespace) -> Any:
+    from jpki_sim import lifecycle
+
+    return lifecycle.clock_at(parse_date(args.at, "--at") if args.at else None)
+
+
+def _sex(text: str) -> str:
+    from jpki_sim.errors import UserError
+    from jpki_sim.state import SEX_CODES
+
+    code = SEX_WORDS.get(text.lower(), text)
+    if code not in SEX_CODES:
+        raise UserError(f"--sex must be 1 (male), 2 (female), 0 (unknown) or 9, got {text!r}")
+    return code
+
+
+def _open_store(path: str) -> Any:
+    from jpki_sim.state import CardStore
+
+    return CardStore.open(path)
+
+
+def _prompt_pin(label: str, *, twice: bool = False) -> str:
+    import getpass
+
+    from jpki_sim.errors import UserError
+
+    if not sys.stdin.isatty():
+        raise UserError(f"the {label} is needed: give it as an option")
+    pin = getpass.getpass(f"{label}: ")
+    if twice and getpass.getpass(f"{label} again: ") != pin:
+        raise UserError("the two entries differ")
+    return pin
+
+
+# ---------------------------------------------------------------- output
+
+
+def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+    else:
+        print(text)
+
+
+def _status_table(doc: dict[str, Any], path: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def yes(flag: Any) -> str:
+        return "-" if flag is None else ("yes" if flag else "no")
+
+    console = Console()
+    h = doc["holder"]
+    table = Table(title=f"{path} as of {doc['as_of']}", show_header=True, title_justify="left")
+    table.add_column("item")
+    table.add_column("value")
+    table.add_row("holder", f"{h['name']} (born {h['birthdate']}, age {h['age']})")
+    table.add_row("address", h["address"])
+    c = doc["card"]
+    table.add_row(
+        "card",
+        f"issued {c['issued']}, expires {c['expires']}"
+        + (" [red]EXPIRED[/]" if c["expired"] else ""),
+    )
+    for which, label in (("auth", "auth certificate"), ("sign", "sign certificate")):
+        cert = doc["certificates"][which]
+        if not cert["present"]:
+            table.add_row(label, "not carried")
+            continue
+        flags = []
+        if cert["expired"]:
+            flags.append("[red]expired[/]")
+        if cert["revoked"]:
+            flags.append("[red]revoked[/]")
+        table.add_row(
+            label,
+            f"serial {cert['serial']}, {cert['not_before']} to {cert['expires']}"
+            + (" " + " ".join(flags) if flags else ""),
+        )
+    r = doc["renewal"]
+    due = f" (due: {', '.join(r['due'])})" if r["due"] else ""
+    table.add_row("renewal", f"{r['for']} from {r['opens']}: {r['window']}{due}")
+    n = doc["notice"]
+    table.add_row("expiry notice", f"from {n['from']} ({n['for']} expire {n['expiry']})")
+    hi = doc["health_insurance"]
+    grace = f", grace to {hi['grace_ends']}" if hi["grace_ends"] else ""
+    table.add_row("health insurance", f"{hi['state']}{grace}")
+    for name, pin in doc["pins"].items():
+        if not pin["set"]:
+            table.add_row(f"{name} PIN", "not set")
+        else:
+            state = (
+                "[red]blocked[/]" if pin["blocked"] else f"{pin['tries_left']}/{pin['max_tries']}"
+            )
+            table.add_row(f"{name} PIN", f"tries left {state}")
+    for h in doc["revoked"]:
+        table.add_row(
+            "revoked", f"{h['which']} {h['serial']} on {h['revoked_at'][:10]} ({h['reason']})"
+        )
+    console.print(table)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def run_issue(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jpki_sim import issuer
+    from jpki_sim.errors import UserError
+    from jpki_sim.state import CardStore
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"{out} is a directory")
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists: use --force to overwrite it")
+    if not out.parent.is_dir():
+        raise UserError(f"{out.parent}: no such directory")
+    clock = _clock(args)
+    ident = issuer.default_identity()
+    if args.name is not None:
+        ident.name = args.name
+    if args.birthdate:
+        ident.birthdate = parse_date(args.birthdate, "--birthdate")
+    if args.sex is not None:
+        ident.sex = _sex(args.sex)
+    if args.address is not None:
+        ident.address = args.address
+    if args.my_number is not None:
+        ident.my_number = args.my_number
+    if args.stay_until:
+        ident.stay_until = parse_date(args.stay_until, "--stay-until")
+    issued = parse_date(args.issued, "--issued") if args.issued else clock.today()
+    pins = {
+        k: v
+        for k, v in (("auth", args.auth_pin), ("sign", args.sign_pin), ("helper", args.helper_pin))
+        if v is not None
+    }
+    with_sign = False if args.no_sign_cert else (True if args.sign_cert else None)
+    state = issuer.issue_card(
+        ident,
+        issued,
+        pins=pins,
+        with_auth=not args.no_auth_cert,
+        with_sign=with_sign,
+        ca=args.ca,
+        clock=clock,
+    )
+    CardStore(state, out).commit()
+    doc = {"path": str(out), **issuer.status(state, clock.today())}
+    carried = [w for w in ("auth", "sign") if state.slot(w) is not None]
+    certs = (
+        ", ".join(f"{w} to {s.expires}" for w in carried if (s := state.slot(w)) is not None)
+        or "none"
+    )
+    _emit(
+        args,
+        doc,
+        f"issued {out}: {state.identity.name}, born {state.identity.birthdate}; "
+        f"card {state.issued} to {state.expires}; certificates: {certs}",
+    )
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from jpki_sim import issuer
+
+    store = _open_store(args.card)
+    doc = issuer.status(store.state, _clock(args).today())
+    if args.json:
+        print(json.dumps({"path": args.card, **doc}, ensure_ascii=False, indent=1))
+    else:
+        _status_table(doc, args.card)
+    return 0
+
+
+def run_renew(args: argparse.Namespace) -> int:
+    from jpki_sim import issuer, jpki
+
+    clock = _clock(args)
+    store = _open_store(args.card)
+    due = issuer.renewal_due(store.state, clock.today())
+    given = {"auth": args.auth_pin, "sign": args.sign_pin}
+    pins: dict[str, str] = {}
+    for which, d in due.items():
+        if not d.due or store.state.expires < clock.today():
+            continue
+        pin = given[which]
+        if pin is None:
+            pin = _prompt_pin(f"current {jpki.PIN_POLICIES[which].label}")
+        pins[which] = pin
+    result = issuer.renew(store, pins=pins, ca=args.ca, clock=clock)
+    doc = {
+        "path": args.card,
+        "renewed": {
+            w: {
+                "kind": result.kinds[w],
+                "old_serial": format(result.replaced[w], "x"),
+                "serial": format(slot.serial, "x"),
+                "not_before": slot.not_before.isoformat(),
+                "expires": slot.expires.isoformat(),
+            }
+            for w, slot in result.renewed.items()
+        },
+        "revoked": [format(s, "x") for s in result.revoked],
+        "status": issuer.status(store.state, clock.today()),
+    }
+    lines = [
+        f"{w}: {result.kinds[w]}, serial {format(result.replaced[w], 'x')} -> "
+        f"{format(s.serial, 'x')}, valid {s.not_before} to {s.expires}"
+        for w, s in result.renewed.items()
+    ]
+    if result.revoked:
+        lines.append("revoked at the CA: " + ", ".join(format(s, "x") for s in result.revoked))
+    _emit(args, doc, "\n".join(lines))
+    return 0
+
+
+def run_reset_pin(args: argparse.Namespace) -> int:
+    from jpki_sim import issuer, jpki
+
+    store = _open_store(args.card)
+    new = args.new_pin
+    if new is None:
+        new = _prompt_pin(f"new {jpki.PIN_POLICIES[args.pin].label}", twice=True)
+    issuer.reset_pin(store, args.pin, new)
+    pin = store.state.pins[args.pin]
+    doc = {"path": args.card, "pin": args.pin, "tries_left": pin.tries_left}
+    _emit(args, doc, f"{args.pin} PIN reset; {pin.tries_left} tries")
+    return 0
+
+
+def run_change(args: argparse.Namespace) -> int:
+    from jpki_sim import issuer
+
+    store = _open_store(args.card)
+    clock = _clock(args)
+    revoked = issuer.change_facts(store, **{args.what: args.value}, ca=args.ca, clock=clock)
+    doc = {
+        "path": args.card,
+        args.what: args.value,
+        "revoked": format(revoked, "x") if revoked is not None else None,
+        "status": issuer.status(store.state, clock.today()),
+    }
+    text = f"{args.what} changed to {args.value}"
+    if revoked is not None:
+        text += f"; signature certificate {revoked:x} revoked (re-issue it with card renew)"
+    _emit(args, doc, text)
+    return 0
