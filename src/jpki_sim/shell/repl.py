@@ -60,7 +60,8 @@ class ShellCompleter(Completer):
         before = document.text_before_cursor
         word = document.get_word_before_cursor(WORD=True)
         for candidate in self.shell.complete(before):
-            yield Completion(candidate, start_position=-len(word))
+            # a trailing space, as shells do: the next word can be typed at once
+            yield Completion(candidate + " ", start_position=-len(word), display=candidate)
 
 
 def run_interactive(shell: Shell) -> int:
@@ -72,8 +73,12 @@ def run_interactive(shell: Shell) -> int:
         complete_while_typing=False,
     )
 
+    # a separate session without history: a PIN typed here is never stored,
+    # and the main prompt's settings (is_password) are never touched
+    secret_session: PromptSession[str] = PromptSession(is_password=True)
+
     def ask_secret(label: str) -> str:
-        return session.prompt(label, is_password=True)
+        return secret_session.prompt(label)
 
     shell.ask_secret = ask_secret
     shell.print(f"jpki-sim shell on {shell.target.transport.name}. "
