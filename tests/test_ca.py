@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
@@ -72,10 +73,11 @@ def verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
 
 
 def test_roots_are_self_signed_test_cas_with_jpki_style_names(test_ca: TestCA) -> None:
-    for which, purpose in (
+    purposes: tuple[tuple[ca_mod.Which, str], ...] = (
         ("auth", "JPKI for user authentication"),
         ("sign", "JPKI for digital signature"),
-    ):
+    )
+    for which, purpose in purposes:
         root = test_ca[which].cert
         assert root.subject == root.issuer
         verify_signed_by(root, root)
@@ -422,7 +424,7 @@ def test_http_ocsp_post_get_and_crl(
         assert r.headers["Content-Type"] == "application/ocsp-response"
         resp = ocsp.load_der_ocsp_response(r.read())
     assert resp.certificate_status is ocsp.OCSPCertStatus.REVOKED
-    encoded = urllib.request.quote(base64.b64encode(body).decode(), safe="")
+    encoded = urllib.parse.quote(base64.b64encode(body).decode(), safe="")
     with urllib.request.urlopen(f"{http_server}/ocsp/{encoded}", timeout=10) as r:
         assert (
             ocsp.load_der_ocsp_response(r.read()).certificate_status is ocsp.OCSPCertStatus.REVOKED

@@ -113,6 +113,13 @@ def run_ocsp(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
     server.verbose = args.verbose
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # a service manager or a test stops it with SIGTERM: shut down the same way as Ctrl-C
+    signal.signal(signal.SIGTERM, stop)
     host, bound = server.server_address[:2]
     ready = {
         "ocsp": f"http://{host}:{bound}/ocsp",
@@ -128,13 +135,6 @@ def run_ocsp(args: argparse.Namespace) -> int:
             "Ctrl-C to stop",
             flush=True,
         )
-    import signal
-
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    # a service manager or a test stops it with SIGTERM: shut down the same way as Ctrl-C
-    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
