@@ -23,6 +23,20 @@ if TYPE_CHECKING:
     from jpki_sim.vectors.profiles import CardFactory
 
 
+def pcsc_limit(vector: Vector) -> str | None:
+    """Why PC/SC cannot carry this vector, or None.
+
+    vpcd frames a 1-byte message as a control code (power, reset, ATR), so a
+    1-byte command APDU would be taken for one and its answer never comes.
+    """
+    from jpki_sim.vectors.model import Xfer
+
+    for step in vector.steps:
+        if isinstance(step, Xfer) and len(step.command) == 2:
+            return "a 1-byte command cannot cross PC/SC + vpcd (vpcd reads it as a control code)"
+    return None
+
+
 class TargetError(Exception):
     """The target could not do what a step asks (not a card answer: a harness problem)."""
 
@@ -188,6 +202,9 @@ class ServedTarget(EmulatedTarget):
         self.transport: Any = None
         self._off = False
 
+    def skip_reason(self, vector: Vector, destructive: bool) -> str | None:
+        return pcsc_limit(vector)
+
     def start(self, vector: Vector) -> CardFacts:
         from jpki_sim.pcsc import PcscTransport
 
@@ -335,6 +352,9 @@ class ReaderTarget(Target):
         return vector.date or self.today
 
     def skip_reason(self, vector: Vector, destructive: bool) -> str | None:
+        limit = pcsc_limit(vector)
+        if limit is not None:
+            return limit
         if vector.needs_setup:
             return "needs an emulated card (preset PIN counters or admin steps)"
         if vector.destructive and not destructive:
@@ -392,8 +412,9 @@ class ServedSession:
     """A vpcd slot with a bridge of our own, for ``vectors run --pcsc`` (and ``replay --serve``).
 
     Takes the machine-wide PC/SC lock (unless ``JPKI_SIM_PCSC_LOCK_HELD`` is set),
-    attaches a card to vpcd on ``port``, waits until pcscd shows it, and on
-    :meth:`close` detaches it again.
+    starts pcscd when none runs (root only; stopped again on close), attaches a
+    card to vpcd on ``port``, waits until pcscd shows it, and on :meth:`close`
+    detaches it again.
     """
 
     def __init__(self, card: Any, port: int | None = None, timeout: float = 10.0,
@@ -405,11 +426,15 @@ class ServedSession:
         self.port = port if port is not None else DEFAULT_PORT
         if pcscd.vpcd_driver() is None:
             raise PcscError("the vpcd driver is not installed (apt-get install vsmartcard-vpcd)")
-        if not pcscd.is_running():
-            raise PcscError("pcscd is not running: start it with `pcscd -f &` "
-                            "(`jpki-sim doctor` checks the setup)")
         self._lock = self._take_lock(timeout * 6)
+        self.started: pcscd.Pcscd | None = None
         try:
+            # checked under the lock: another run may have stopped its own pcscd
+            if not pcscd.is_running():
+                if pcscd.find_binary() is None or not pcscd.is_root():
+                    raise PcscError("pcscd is not running: start it with `sudo pcscd -f &` "
+                                    "(`jpki-sim doctor` checks the setup)")
+                self.started = pcscd.Pcscd().start()
             readers = pcscd.wait_for_readers(timeout=timeout)
             reader = pcscd.pcsc_reader_name(self.port, readers)
             if reader is None:
@@ -449,6 +474,9 @@ class ServedSession:
                 time.sleep(0.2)
 
     def _release(self) -> None:
+        if self.started is not None:
+            self.started.stop()
+            self.started = None
         if self._lock is not None:
             import fcntl
 
