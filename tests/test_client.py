@@ -335,3 +335,92 @@ def test_transmit_raw_sends_malformed_bytes_unchanged() -> None:
 def test_bad_mode_refused() -> None:
     with pytest.raises(ValueError):
         JpkiClient(ScriptedTransport([]), mode="fast")
+
+
+# ---------------------------------------------------------------- against the in-process card
+
+
+@pytest.fixture
+def card_client() -> tuple[JpkiClient, object]:
+    from pathlib import Path
+
+    from jpki_sim.inprocess import InProcessTransport
+    from jpki_sim.profile import build_card
+    from jpki_sim.state import CardStore, load
+
+    state = load(Path(__file__).parent / "shell_scripts" / "card.json")
+    store = CardStore(state)  # in memory: the fixture file is never changed
+    return JpkiClient(InProcessTransport(build_card(store))), state
+
+
+def test_in_process_certificates_are_the_issued_bytes(card_client) -> None:  # type: ignore[no-untyped-def]
+    client, state = card_client
+    assert client.read_certificate("auth") == state.auth.cert_der
+    assert client.read_certificate("auth-ca") == state.auth_ca_der
+    assert client.read_certificate("sign-ca") == state.sign_ca_der
+    with pytest.raises(ApduError) as exc:
+        client.read_certificate("sign")
+    assert exc.value.sw == 0x6982
+    client.verify_pin("sign", jpki.DEFAULT_PINS["sign"])
+    assert client.read_certificate("sign") == state.sign.cert_der
+
+
+def test_in_process_pins(card_client) -> None:  # type: ignore[no-untyped-def]
+    client, _state = card_client
+    assert client.pin_status("auth") == 3
+    with pytest.raises(PinError) as exc:
+        client.verify_pin("auth", "0000")
+    assert exc.value.tries_left == 2
+    assert client.pin_status("auth") == 2
+    client.verify_pin("auth", "1234")
+    assert client.pin_status("auth") == 3  # an empty VERIFY still answers 63Cx when verified
+    assert client.view.verified == {"auth"}
+    client.change_pin("auth", "4321")
+    client.reset()
+    assert client.view.verified == set()
+    with pytest.raises(PinError):
+        client.verify_pin("auth", "1234")
+    client.verify_pin("auth", "4321")
+
+
+@pytest.mark.parametrize("scheme", range(6))
+def test_in_process_signatures_verify(card_client, scheme: int) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, utils
+
+    from jpki_sim.signing import digest_info
+
+    client, state = card_client
+    client.verify_pin("auth", "1234")
+    message = b"signed by the in-process card"
+    digest = hashlib.sha256(message).digest()
+    data = {0: digest_info("sha256", digest), 2: digest, 4: digest}.get(scheme, message)
+    sig = client.sign("auth", data, scheme=scheme)
+    assert len(sig) == 256
+    public = x509.load_der_x509_certificate(state.auth.cert_der).public_key()
+    if scheme == 1:
+        assert public.recover_data_from_signature(sig, padding.PKCS1v15(), None) == digest
+    elif scheme in (4, 5):
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        public.verify(sig, digest, pss, utils.Prehashed(hashes.SHA256()))
+    else:
+        public.verify(sig, message, padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_in_process_helper_application(card_client) -> None:  # type: ignore[no-untyped-def]
+    client, state = card_client
+    with pytest.raises(ApduError):
+        client.my_number()
+    client.verify_pin("helper", "1234")
+    assert client.my_number() == state.identity.my_number
+    info = client.basic_info()
+    assert (info.name, info.address, info.sex) == (
+        state.identity.name, state.identity.address, state.identity.sex)
+    assert info.birth_date == state.identity.birthdate
+    assert client.token_label() == "JPKIAPICCTOKEN2"
+    assert client.certificate_presence() == bytes.fromhex("8F8F00")
+    # selecting the JPKI application dropped the helper PIN
+    assert client.view.verified == set()
