@@ -439,3 +439,18 @@ def test_card_and_ca_modules_import_only_the_standard_library() -> None:
         env={**os.environ},
     )  # fmt: skip
     assert out.stdout.strip() == ""
+
+
+def test_renew_new_card(card: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "card", "renew", str(card), "--new-card", "--at", "2029-12-31")
+    assert "card renewal opens on 2030-01-01" in one_line_error(code, err)
+    doc = run_json(
+        capsys, "card", "renew", str(card), "--new-card", "--at", "2030-04-02", "--auth-pin", "5555"
+    )
+    assert doc["new_card"]["issued"] == "2030-04-02"
+    assert doc["new_card"]["expires"] == "2040-03-31"
+    assert doc["status"]["certificates"]["auth"]["expires"] == "2035-03-31"
+    state = load(card)
+    assert state.pins["auth"].value == "5555" and state.pins["sign"].value == "ABC123"
+    code, _, err = run(capsys, "card", "renew", str(card), "--helper-pin", "1111")
+    assert "goes with --new-card" in one_line_error(code, err)

@@ -315,7 +315,7 @@ def test_renewing_again_right_after_is_refused(
     issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2029, 2, 1)), keys=keys)
     assert store.state.auth is not None and store.state.auth.expires == date(2030, 3, 31)
     # ... and then only the card itself can be renewed
-    with pytest.raises(UserError, match="renew the card itself \\(from 2030-01-01\\)"):
+    with pytest.raises(UserError, match="renew the card itself from 2030-01-01"):
         issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2030, 2, 1)), keys=keys)
 
 
@@ -414,7 +414,7 @@ def test_minor_certificates_are_not_renewed_separately(
         issuer.issue_card(child, date(2020, 6, 1), ca=test_ca, keys=keys), tmp_path / "c.json"
     )
     st.commit()
-    with pytest.raises(UserError, match="renew the card itself \\(from 2025-01-24\\)"):
+    with pytest.raises(UserError, match="renew the card itself from 2025-01-24"):
         issuer.renew(st, pins=PINS, ca=test_ca, clock=FixedClock(date(2025, 2, 1)), keys=keys)
     assert issuer.status(st.state, date(2025, 2, 1))["renewal"]["for"] == "card"
 
@@ -515,3 +515,47 @@ def test_after_renewal_the_card_reads_the_new_certificate_and_signs_with_the_new
     public = cert_of(new_der).public_key()
     assert isinstance(public, rsa.RSAPublicKey)
     public.verify(sig, b"renewed", padding.PKCS1v15(), hashes.SHA256())
+
+
+# ---------------------------------------------------------------- renewing the card itself
+
+
+def test_card_renewal_makes_a_new_card_and_revokes_the_old_certificates(
+    test_ca: TestCA, keys: issuer.KeyPool, tmp_path: Path
+) -> None:
+    child = Identity("番号 太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
+    st = CardStore(
+        issuer.issue_card(child, date(2020, 6, 1), ca=test_ca, keys=keys, pins={"auth": "2468"}),
+        tmp_path / "c.json",
+    )
+    st.commit()
+    old = st.state
+    assert old.auth is not None and old.sign is None
+    with pytest.raises(UserError, match="card renewal opens on 2025-01-24"):
+        issuer.renew_card(st, ca=test_ca, clock=FixedClock(date(2025, 1, 23)), keys=keys)
+    at = date(2025, 2, 1)
+    revoked = issuer.renew_card(st, ca=test_ca, clock=FixedClock(at), keys=keys)
+    assert revoked == [old.auth.serial]
+    new = load(tmp_path / "c.json")
+    assert new.issued == at
+    # 12 at renewal: a minor's card, to the 5th birthday after 2025-02-01 (2025-04-23 is the 1st)
+    assert new.expires == date(2029, 4, 23)
+    assert new.auth is not None and new.auth.expires == date(2029, 4, 23)
+    assert new.auth.serial != old.auth.serial
+    assert new.sign is None  # 12 years old: no signature certificate
+    assert new.pins["auth"].value == "2468"  # the holder kept the old PIN
+    assert new.application_id != old.application_id
+    assert new.application_id.startswith("0120320250201")
+    assert [h["reason"] for h in new.history] == ["cessationOfOperation"]
+    later = datetime(2025, 2, 2, tzinfo=timezone.utc)
+    assert ocsp_status(test_ca, old.auth.cert_der, "auth", later) is ocsp.OCSPCertStatus.REVOKED
+    assert ocsp_status(test_ca, new.auth.cert_der, "auth", later) is ocsp.OCSPCertStatus.GOOD
+
+
+def test_expired_card_can_be_replaced(
+    store: CardStore, test_ca: TestCA, keys: issuer.KeyPool
+) -> None:
+    at = date(2031, 1, 10)
+    assert issuer.renew_card(store, ca=test_ca, clock=FixedClock(at), keys=keys) == []
+    assert store.state.issued == at and store.state.expires == date(2040, 3, 31)
+    assert store.state.sign is not None and store.state.sign.expires == date(2035, 3, 31)

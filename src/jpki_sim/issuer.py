@@ -9,6 +9,7 @@ injected key source, so tests can put a card in any state of its life quickly.
 
 from __future__ import annotations
 
+import copy
 import hmac
 import os
 import secrets
@@ -42,6 +43,7 @@ SIGN_CERT_FROM_AGE = 15
 
 REASON_RENEWED = "superseded"
 REASON_FACTS_CHANGED = "affiliationChanged"
+REASON_CARD_RETURNED = "cessationOfOperation"
 
 
 def default_identity() -> Identity:
@@ -463,7 +465,8 @@ def renew(
     at = clock.today()
     if at > state.expires:
         raise UserError(
-            f"the card itself expired on {state.expires}: a new card is needed (card issue)"
+            f"the card itself expired on {state.expires}: a new card is needed "
+            "(card renew --new-card)"
         )
     due = renewal_due(state, at)
     if not due:
@@ -473,7 +476,8 @@ def renew(
         if all(d.reason == "card's expiry" for d in due.values()):
             raise UserError(
                 f"the certificates already run to the card's expiry ({state.expires}): "
-                f"renew the card itself (from {lifecycle.renewal_opens(state.expires)})"
+                f"renew the card itself from {lifecycle.renewal_opens(state.expires)} "
+                "(card renew --new-card)"
             )
         opens = min(d.opens for d in due.values() if d.opens is not None)
         raise UserError(f"renewal opens on {opens} (certificates expire on {_expiry_text(state)})")
@@ -531,6 +535,65 @@ def _revoke(
         }
     )
     store.commit()
+
+
+def renew_card(
+    store: CardStore,
+    *,
+    pins: Mapping[str, str] | None = None,
+    ca: TestCA | str | os.PathLike[str] | None = None,
+    clock: Clock | None = None,
+    keys: KeySource | None = None,
+    stay_until: date | None = None,
+) -> list[int]:
+    """Replace the card itself (カードの更新): a new card, the old one collected.
+
+    Accepted from the day the card's renewal window opens, and at any time after
+    its expiry. The new card gets new dates, keys, certificates and application
+    ID; its PINs are set at hand-over (``pins``; by default the old values). The
+    old card's certificates still in force are revoked (cessationOfOperation).
+    A signature certificate comes with the new card if the old one had one, or
+    else by the age rule. A foreign resident gives the new period of stay.
+    Returns the revoked serials.
+    """
+    clock = clock or lifecycle.SystemClock()
+    state = store.state
+    at = clock.today()
+    opens = lifecycle.renewal_opens(state.expires)
+    if at < opens:
+        raise UserError(f"card renewal opens on {opens} (the card expires on {state.expires})")
+    chosen = {n: p.value for n, p in state.pins.items() if p.value is not None}
+    chosen.update(pins or {})
+    authority = open_ca(ca, state)
+    municipality = state.application_id[:5]
+    identity = copy.deepcopy(state.identity)
+    if stay_until is not None:
+        identity.stay_until = stay_until
+    new = issue_card(
+        identity,
+        at,
+        pins=chosen,
+        with_auth=state.auth is not None,
+        with_sign=True if state.sign is not None else None,
+        ca=authority,
+        clock=clock,
+        keys=keys,
+        municipality=municipality if municipality.isdigit() else DEFAULT_MUNICIPALITY,
+    )
+    old = [(w, s) for w in ("auth", "sign") if (s := state.slot(w)) is not None]
+    history = list(state.history)
+    revoked_before = revoked_serials(state)
+    store.state = new
+    new.history = history
+    store.commit()
+    when = clock.now()
+    revoked = []
+    for which, slot in old:
+        if slot.serial in revoked_before or lifecycle.is_expired(slot.expires, when):
+            continue
+        _revoke(store, authority, which, slot, when, REASON_CARD_RETURNED)
+        revoked.append(slot.serial)
+    return revoked
 
 
 # ---------------------------------------------------------------- changes of the holder's facts

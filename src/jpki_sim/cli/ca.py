@@ -127,15 +127,15 @@ def run_ocsp(args: argparse.Namespace) -> int:
         "ca": str(ca.directory),
         "as_of": args.at,
     }
-    if args.json:
-        print(json.dumps(ready), flush=True)
-    else:
-        print(
-            f"OCSP responder ready on {ready['ocsp']} (CRLs under /crl/) for {ca.directory}; "
-            "Ctrl-C to stop",
-            flush=True,
-        )
     try:
+        if args.json:
+            print(json.dumps(ready), flush=True)
+        else:
+            print(
+                f"OCSP responder ready on {ready['ocsp']} (CRLs under /crl/) for {ca.directory}; "
+                "Ctrl-C to stop",
+                flush=True,
+            )
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)

@@ -86,6 +86,16 @@ def configure(sub: Any) -> None:
     p.add_argument("card", metavar="CARD.json")
     p.add_argument("--auth-pin", metavar="PIN", help="current auth PIN (prompted if omitted)")
     p.add_argument("--sign-pin", metavar="PIN", help="current sign PIN (prompted if omitted)")
+    p.add_argument(
+        "--new-card",
+        action="store_true",
+        help="renew the card itself: a new card file in place of the old one; the PIN "
+        "options then set the new card's PINs (default: unchanged)",
+    )
+    p.add_argument("--helper-pin", metavar="PIN", help="with --new-card: the new helper PIN")
+    p.add_argument(
+        "--stay-until", metavar="DATE", help="with --new-card: the new end of the period of stay"
+    )
     _common(p, ca=True)
     p.set_defaults(func=run_renew)
 
@@ -316,6 +326,13 @@ def run_renew(args: argparse.Namespace) -> int:
 
     clock = _clock(args)
     store = _open_store(args.card)
+    if args.new_card:
+        return _renew_card(args, store, clock)
+    for option in ("helper_pin", "stay_until"):
+        if getattr(args, option) is not None:
+            from jpki_sim.errors import UserError
+
+            raise UserError(f"--{option.replace('_', '-')} goes with --new-card")
     due = issuer.renewal_due(store.state, clock.today())
     given = {"auth": args.auth_pin, "sign": args.sign_pin}
     pins: dict[str, str] = {}
@@ -350,6 +367,36 @@ def run_renew(args: argparse.Namespace) -> int:
     if result.revoked:
         lines.append("revoked at the CA: " + ", ".join(format(s, "x") for s in result.revoked))
     _emit(args, doc, "\n".join(lines))
+    return 0
+
+
+def _renew_card(args: argparse.Namespace, store: Any, clock: Any) -> int:
+    from jpki_sim import issuer
+
+    pins = {
+        k: v
+        for k, v in (("auth", args.auth_pin), ("sign", args.sign_pin), ("helper", args.helper_pin))
+        if v is not None
+    }
+    stay = parse_date(args.stay_until, "--stay-until") if args.stay_until else None
+    old_id = store.state.application_id
+    revoked = issuer.renew_card(store, pins=pins, ca=args.ca, clock=clock, stay_until=stay)
+    state = store.state
+    doc = {
+        "path": args.card,
+        "new_card": {
+            "issued": state.issued.isoformat(),
+            "expires": state.expires.isoformat(),
+            "application_id": state.application_id,
+            "old_application_id": old_id,
+        },
+        "revoked": [format(s, "x") for s in revoked],
+        "status": issuer.status(state, clock.today()),
+    }
+    text = f"new card {state.issued} to {state.expires} (application ID {state.application_id})"
+    if revoked:
+        text += "; old certificates revoked: " + ", ".join(format(s, "x") for s in revoked)
+    _emit(args, doc, text)
     return 0
 
 
