@@ -159,6 +159,11 @@ class ServedCard:
         self.reader = reader
         self.store: CardStore | None = None
 
+    @property
+    def card_file(self) -> Path:
+        assert self.store is not None and self.store.path is not None
+        return self.store.path
+
     def insert(self, card: Any) -> None:
         """Swap the card (between PC/SC connections); pcscd may still think it powered."""
         card.power_on()

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from jpki_sim import jpki
 from jpki_sim.pcsc import list_readers
-from jpki_sim.state import load
+from jpki_sim.state import CardState, load
 from pcsc_harness import ServedCard, opensc_available
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.opensc]
@@ -93,9 +93,14 @@ def pem_body(text: str) -> bytes:
     return base64.b64decode("".join(m.group(1).split()))
 
 
-def state_of(card: ServedCard) -> object:
-    assert card.store is not None and card.store.path is not None
-    return load(card.store.path)
+def state_of(card: ServedCard) -> CardState:
+    return load(card.card_file)
+
+
+def cert_of(card: ServedCard, which: str) -> bytes:
+    slot = state_of(card).slot(which)
+    assert slot is not None
+    return slot.cert_der
 
 
 # ---------------------------------------------------------------- default configuration
@@ -111,7 +116,7 @@ def test_probe_storm_then_pins_with_the_default_config(card: ServedCard) -> None
     assert pins == {"User Authentication PIN": 3, "Digital Signature PIN": 5}
     # the probes of the other drivers changed nothing on the card
     st = state_of(card)
-    assert st.pins["auth"].tries_left == 3 and st.pins["sign"].tries_left == 5  # type: ignore[attr-defined]
+    assert st.pins["auth"].tries_left == 3 and st.pins["sign"].tries_left == 5
     assert card.bridge.apdu_count > 5
 
 
@@ -127,14 +132,14 @@ def test_read_certificates_returns_the_card_files_der(
 ) -> None:
     st = state_of(card)
     r = reader_index(card)
-    expected = {"01": st.auth.cert_der, "03": st.auth_ca_der, "04": st.sign_ca_der}  # type: ignore[attr-defined]
+    expected = {"01": cert_of(card, "auth"), "03": st.auth_ca_der, "04": st.sign_ca_der}
     for cert_id, der in expected.items():
         out = run(["pkcs15-tool", "--reader", r, "--read-certificate", cert_id], jpki_only).stdout
         assert pem_body(out) == der, cert_id
     # the signature certificate is private: it needs the signature PIN
     out = run(["pkcs15-tool", "--reader", r, "--read-certificate", "02", "--verify-pin",
                "--auth-id", "02", "--pin", jpki.DEFAULT_PINS["sign"]], jpki_only).stdout
-    assert pem_body(out) == st.sign.cert_der  # type: ignore[attr-defined]
+    assert pem_body(out) == cert_of(card, "sign")
 
 
 # ---------------------------------------------------------------- pkcs11-tool
@@ -161,7 +166,7 @@ def test_pkcs11_signs_with_the_auth_key(card: ServedCard, jpki_only: dict[str, s
     message.write_bytes(b"login to a government portal\n")
     sig = tmp_path / "auth.sig"
     pkcs11_sign(AUTH_TOKEN, jpki.DEFAULT_PINS["auth"], "01", message, sig, jpki_only)
-    verify_signature(state_of(card).auth.cert_der, message.read_bytes(), sig.read_bytes())  # type: ignore[attr-defined]
+    verify_signature(cert_of(card, "auth"), message.read_bytes(), sig.read_bytes())
 
 
 def test_pkcs11_signs_with_the_sign_key_in_its_own_slot(
@@ -173,17 +178,17 @@ def test_pkcs11_signs_with_the_sign_key_in_its_own_slot(
     message.write_bytes(b"<return>e-Tax</return>\n")
     sig = tmp_path / "sign.sig"
     pkcs11_sign(SIGN_TOKEN, jpki.DEFAULT_PINS["sign"], "02", message, sig, jpki_only)
-    verify_signature(state_of(card).sign.cert_der, message.read_bytes(), sig.read_bytes())  # type: ignore[attr-defined]
+    verify_signature(cert_of(card, "sign"), message.read_bytes(), sig.read_bytes())
     # the auth PIN does not open the signature slot: too short, OpenSC refuses it itself
     bad = pkcs11_sign(SIGN_TOKEN, jpki.DEFAULT_PINS["auth"], "02", message,
                       tmp_path / "none.sig", jpki_only, check=False)
     assert bad.returncode != 0
-    assert state_of(card).pins["sign"].tries_left == 5  # type: ignore[attr-defined]
+    assert state_of(card).pins["sign"].tries_left == 5
     # a wrong PIN of the right form reaches the card and costs a try
     bad = pkcs11_sign(SIGN_TOKEN, "WRONG1", "02", message, tmp_path / "none.sig", jpki_only,
                       check=False)
     assert bad.returncode != 0 and "CKR_PIN_INCORRECT" in bad.stdout + bad.stderr
-    assert state_of(card).pins["sign"].tries_left == 4  # type: ignore[attr-defined]
+    assert state_of(card).pins["sign"].tries_left == 4
 
 
 # ---------------------------------------------------------------- wrong PINs
@@ -197,7 +202,7 @@ def test_wrong_pins_count_down_and_block(card: ServedCard, jpki_only: dict[str, 
                    "--pin", "0000"], jpki_only, check=False)
         assert bad.returncode != 0 and "PIN code or key incorrect" in bad.stdout + bad.stderr
         assert list_pins(card, jpki_only)["User Authentication PIN"] == left
-        assert state_of(card).pins["auth"].tries_left == left  # type: ignore[attr-defined]
+        assert state_of(card).pins["auth"].tries_left == left
     # blocked: even the right PIN is refused, and the signature PIN is untouched
     right = run(["pkcs15-tool", "--reader", r, "--verify-pin", "--auth-id", "01",
                  "--pin", jpki.DEFAULT_PINS["auth"]], jpki_only, check=False)

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from jpki_sim import jpki
 from jpki_sim.client import JpkiClient
-from jpki_sim.errors import PinError
+from jpki_sim.errors import ApduError, PinError
 from jpki_sim.pcsc import PcscError, PcscTransport, list_readers, reader_status, resolve_reader
 from jpki_sim.profile import build_card
 from jpki_sim.state import CardState, load
@@ -72,7 +72,7 @@ def test_select_read_certificates_and_sign(vpcd_reader: ServedCard) -> None:
         assert client.read_certificate("auth-ca") == state.auth_ca_der
         assert client.read_certificate("sign-ca") == state.sign_ca_der
         # the signature certificate and key need the signature PIN
-        with pytest.raises(Exception, match="6982"):
+        with pytest.raises(ApduError, match="6982"):
             client.read_certificate("sign")
         client.verify_pin("sign", jpki.DEFAULT_PINS["sign"])
         assert client.read_certificate("sign") == state.sign.cert_der
@@ -82,8 +82,9 @@ def test_select_read_certificates_and_sign(vpcd_reader: ServedCard) -> None:
         digest_info = SHA256_DIGESTINFO_PREFIX + hashlib.sha256(message).digest()
         signature = client.sign("auth", digest_info)
     assert len(signature) == 256
-    cert = x509.load_der_x509_certificate(state.auth.cert_der)
-    cert.public_key().verify(signature, message, padding.PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr,call-arg]
+    key = x509.load_der_x509_certificate(state.auth.cert_der).public_key()
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_raw_apdus_match_what_opensc_sends(vpcd_reader: ServedCard) -> None:
@@ -128,7 +129,7 @@ def test_power_cycle_clears_the_verified_state(vpcd_reader: ServedCard) -> None:
         assert tx(t, "802A0080" + f"{len(digest_info):02X}" + digest_info.hex() + "00")[1] == 0x6982
     # the PIN counter, being persistent, was not touched by any of this
     assert vpcd_reader.store is not None
-    assert load(vpcd_reader.store.path).pins["auth"].tries_left == 3  # type: ignore[arg-type]
+    assert load(vpcd_reader.card_file).pins["auth"].tries_left == 3
 
 
 def test_new_connection_after_unpower_starts_clean(vpcd_reader: ServedCard) -> None:
@@ -156,7 +157,7 @@ def test_wrong_pin_is_saved_as_it_happens(vpcd_reader: ServedCard) -> None:
             client.verify_pin("auth", "9999")
         assert err.value.tries_left == 2
         # on disk before the next command
-        assert load(vpcd_reader.store.path).pins["auth"].tries_left == 2
+        assert load(vpcd_reader.card_file).pins["auth"].tries_left == 2
         assert client.pin_status("auth") == 2
 
 
@@ -195,11 +196,10 @@ def test_two_cards_in_two_readers_are_independent(
             assert ca.pin_status("auth") == 2 and cb.pin_status("auth") == 3
             # verified on b only
             assert cb.read_certificate("sign")
-            with pytest.raises(Exception, match="6982"):
+            with pytest.raises(ApduError, match="6982"):
                 ca.read_certificate("sign")
-        assert vpcd_reader.store is not None and vpcd_reader.store.path is not None
-        assert load(vpcd_reader.store.path).pins["auth"].tries_left == 2
-        assert load(other_store.path).pins["auth"].tries_left == 3  # type: ignore[arg-type]
+        assert load(vpcd_reader.card_file).pins["auth"].tries_left == 2
+        assert load(tmp_path / "other.json").pins["auth"].tries_left == 3
     finally:
         detach(bridge, other_reader)
 
