@@ -168,14 +168,19 @@ class CardFactory:
             self._keys = KeyPool.generate(self._key_pool_size)
         return self._keys
 
-    def state(self, name: str) -> CardState:
-        """A private copy of profile ``name``'s card state (change it freely)."""
-        profile = get(name)
+    def state(self, name: str | Profile) -> CardState:
+        """A private copy of a profile's card state (change it freely).
+
+        ``name`` is a profile name or a :class:`Profile` (e.g. a named one
+        with :func:`dataclasses.replace` applied); each is issued once.
+        """
+        profile = get(name) if isinstance(name, str) else name
+        key = repr(profile)
         with self._lock:
-            cached = self._states.get(name)
+            cached = self._states.get(key)
             if cached is None:
                 cached = self._issue(profile)
-                self._states[name] = cached
+                self._states[key] = cached
             return copy.deepcopy(cached)
 
     def _issue(self, profile: Profile) -> CardState:
@@ -198,7 +203,7 @@ class CardFactory:
             state.pins[pin].tries_left = tries
         return state
 
-    def store(self, name: str, path: str | None = None) -> CardStore:
+    def store(self, name: str | Profile, path: str | None = None) -> CardStore:
         """A :class:`CardStore` holding a fresh copy of the profile (in memory, or saved at ``path``)."""
         from jpki_sim.state import CardStore, save
 
@@ -208,7 +213,7 @@ class CardFactory:
             return CardStore.open(path)
         return CardStore(state)
 
-    def card(self, name: str) -> tuple[Card, CardStore]:
+    def card(self, name: str | Profile) -> tuple[Card, CardStore]:
         """A fresh, powered-on JPKI card of profile ``name`` and its (in-memory) store."""
         from jpki_sim.profile import build_card
 

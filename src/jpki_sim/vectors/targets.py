@@ -413,17 +413,16 @@ class ServedSession:
 
     Takes the machine-wide PC/SC lock (unless ``JPKI_SIM_PCSC_LOCK_HELD`` is set),
     starts pcscd when none runs (root only; stopped again on close), attaches a
-    card to vpcd on ``port``, waits until pcscd shows it, and on :meth:`close`
-    detaches it again.
+    card to vpcd on ``port`` (None: the first vpcd slot without a card), waits
+    until pcscd shows it, and on :meth:`close` detaches it again.
     """
 
     def __init__(self, card: Any, port: int | None = None, timeout: float = 10.0,
                  label: str = "vectors") -> None:
         from jpki_sim import pcscd
         from jpki_sim.pcsc import PcscError, wait_for_card
-        from jpki_sim.vpcd import DEFAULT_PORT, VpcdBridge
+        from jpki_sim.vpcd import VpcdBridge
 
-        self.port = port if port is not None else DEFAULT_PORT
         if pcscd.vpcd_driver() is None:
             raise PcscError("the vpcd driver is not installed (apt-get install vsmartcard-vpcd)")
         self._lock = self._take_lock(timeout * 6)
@@ -436,6 +435,7 @@ class ServedSession:
                                     "(`jpki-sim doctor` checks the setup)")
                 self.started = pcscd.Pcscd().start()
             readers = pcscd.wait_for_readers(timeout=timeout)
+            self.port = port if port is not None else self._free_port(readers)
             reader = pcscd.pcsc_reader_name(self.port, readers)
             if reader is None:
                 raise PcscError(f"no vpcd reader listens on port {self.port} (readers: "
@@ -451,6 +451,21 @@ class ServedSession:
         except BaseException:
             self._release()
             raise
+
+    @staticmethod
+    def _free_port(readers: list[str]) -> int:
+        """The first vpcd slot whose reader holds no card (slot 0 when all are taken)."""
+        from jpki_sim import pcscd
+        from jpki_sim.pcsc import reader_status
+        from jpki_sim.vpcd import DEFAULT_PORT
+
+        present = {name: has_card for name, has_card, _atr in reader_status()}
+        for conf in pcscd.vpcd_readers():
+            for port in conf.ports:
+                name = pcscd.pcsc_reader_name(port, readers)
+                if name is not None and not present.get(name, True):
+                    return port
+        return DEFAULT_PORT
 
     @staticmethod
     def _take_lock(timeout: float) -> Any:
