@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jpki_sim import ca as ca_mod
 from jpki_sim.ca import TestCA, read_holder_facts
@@ -443,3 +445,57 @@ def test_http_server_binds_localhost_only(test_ca: TestCA) -> None:
         assert server.server_address[0] == "127.0.0.1"
     finally:
         server.server_close()
+
+
+def test_openssl_ocsp_client_with_several_certificates(
+    test_ca: TestCA,
+    fresh: tuple[x509.Certificate, x509.Certificate],
+    leaf_key: rsa.RSAPrivateKey,
+    http_server: str,
+    tmp_path: Path,
+) -> None:
+    auth, _ = fresh
+    other = x509.load_der_x509_certificate(
+        test_ca.issue_auth(leaf_key.public_key(), issued=ISSUED, expires=EXPIRES)
+    )
+    test_ca.revoke(auth.serial_number, at=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    root = tmp_path / "root.pem"
+    root.write_bytes(test_ca.auth.cert.public_bytes(serialization.Encoding.PEM))
+    for name, cert in (("revoked.pem", auth), ("good.pem", other)):
+        (tmp_path / name).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    assert OPENSSL
+    run = subprocess.run(
+        [OPENSSL, "ocsp", "-issuer", str(root), "-CAfile", str(root),
+         "-cert", str(tmp_path / "revoked.pem"), "-cert", str(tmp_path / "good.pem"),
+         "-url", f"{http_server}/ocsp"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out
+    assert "Response verify OK" in out
+    assert f"{tmp_path / 'revoked.pem'}: revoked" in out
+    assert f"{tmp_path / 'good.pem'}: good" in out
+    assert "Reason: superseded" in out
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_ocsp_answers_any_bytes_with_a_well_formed_response(
+    test_ca: TestCA, fresh: tuple[x509.Certificate, x509.Certificate], data: st.DataObject
+) -> None:
+    valid = bytearray(ocsp_request(fresh[0], test_ca.auth.cert, b"nonce"))
+    kind = data.draw(st.sampled_from(["random", "mutated", "truncated"]))
+    if kind == "random":
+        blob = data.draw(st.binary(max_size=300))
+    elif kind == "truncated":
+        blob = bytes(valid[: data.draw(st.integers(0, len(valid)))])
+    else:
+        for _ in range(data.draw(st.integers(1, 4))):
+            pos = data.draw(st.integers(0, len(valid) - 1))
+            valid[pos] = data.draw(st.integers(0, 255))
+        blob = bytes(valid)
+    resp = ocsp.load_der_ocsp_response(test_ca.ocsp_response(blob))
+    if resp.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL:
+        check_ocsp_signature(resp, test_ca.auth.cert)

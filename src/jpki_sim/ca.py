@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
@@ -87,6 +87,14 @@ _OPERATOR_JA = "jpki-sim試験用（地方公共団体情報システム機構�
 #: roots are valid wide enough for any card date a test may want
 ROOT_NOT_BEFORE = date(2000, 1, 1)
 ROOT_EXPIRES = date(2099, 12, 31)
+
+#: hash algorithms an OCSP request may name for its CertID
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
 
 #: how long a CRL or an OCSP answer is good for
 UPDATE_INTERVAL = timedelta(days=1)
@@ -280,6 +288,16 @@ REASONS = {
     "keyCompromise": x509.ReasonFlags.key_compromise,
     "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,  # card returned
     "unspecified": x509.ReasonFlags.unspecified,
+}
+
+
+#: the same reasons by asn1crypto's names (OCSP answers are built with asn1crypto)
+_ASN1_REASONS = {
+    "superseded": "superseded",
+    "affiliationChanged": "affiliation_changed",
+    "keyCompromise": "key_compromise",
+    "cessationOfOperation": "cessation_of_operation",
+    "unspecified": "unspecified",
 }
 
 
@@ -566,51 +584,96 @@ class TestCA:
     # ---- OCSP
 
     def ocsp_response(self, request_der: bytes, *, at: datetime | None = None) -> bytes:
-        """Answer a DER OCSP request (RFC 6960) about a certificate of either CA."""
+        """Answer a DER OCSP request (RFC 6960) about certificates of either CA.
+
+        A request may list several certificates (``openssl ocsp -cert a -cert b``):
+        the answer is signed by the CA of the first one this responder knows, and
+        a certificate that CA did not issue is ``unknown``. Built with asn1crypto,
+        since ``cryptography``'s OCSP classes handle one certificate per request.
+        """
+        from asn1crypto import core as a_core
+        from asn1crypto import ocsp as a_ocsp
+
         try:
-            request = ocsp.load_der_ocsp_request(request_der)
-            algorithm = request.hash_algorithm
-            name_hash, key_hash, serial = (
-                request.issuer_name_hash,
-                request.issuer_key_hash,
-                request.serial_number,
-            )
-        except Exception:  # noqa: BLE001 - anything unparsable is a malformed request
+            request = a_ocsp.OCSPRequest.load(request_der, strict=True)
+            tbs = request["tbs_request"]
+            items = []
+            for single in tbs["request_list"]:
+                cert_id = single["req_cert"]
+                algorithm = _HASHES[cert_id["hash_algorithm"]["algorithm"].native]()
+                items.append(
+                    (
+                        cert_id,
+                        algorithm,
+                        cert_id["issuer_name_hash"].native,
+                        cert_id["issuer_key_hash"].native,
+                        cert_id["serial_number"].native,
+                    )
+                )
+            nonce = None
+            for ext in tbs["request_extensions"] or []:
+                if ext["extn_id"].native == "nonce":
+                    nonce = ext["extn_value"].parsed.native
+        except (ValueError, KeyError, TypeError):
             return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
-        ca = self._authority_for(algorithm, name_hash, key_hash)
+        if not items:
+            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        owners = [self._authority_for(alg, nh, kh) for _, alg, nh, kh, _ in items]
+        ca = next((o for o in owners if o is not None), None)
         if ca is None:
             return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
         now = (at or datetime.now(timezone.utc)).replace(microsecond=0)
-        rec = self.record(serial)
-        status = ocsp.OCSPCertStatus.GOOD
-        revoked_at = None
-        reason = None
-        if rec is None or rec.which != ca.which:
-            status = ocsp.OCSPCertStatus.UNKNOWN
-        elif rec.revoked_at is not None and rec.revoked_by(now):
-            status = ocsp.OCSPCertStatus.REVOKED
-            revoked_at = rec.revoked_at
-            reason = REASONS[rec.reason or "unspecified"]
-        builder = (
-            ocsp.OCSPResponseBuilder()
-            .add_response_by_hash(
-                issuer_name_hash=name_hash,
-                issuer_key_hash=key_hash,
-                serial_number=serial,
-                algorithm=algorithm,
-                cert_status=status,
-                this_update=now,
-                next_update=now + UPDATE_INTERVAL,
-                revocation_time=revoked_at,
-                revocation_reason=reason,
+        responses = []
+        for (cert_id, _, _, _, serial), owner in zip(items, owners, strict=True):
+            rec = self.record(serial) if owner is ca else None
+            if rec is None or rec.which != ca.which:
+                status = a_ocsp.CertStatus(name="unknown", value=a_core.Null())
+            elif rec.revoked_at is not None and rec.revoked_by(now):
+                status = a_ocsp.CertStatus(
+                    name="revoked",
+                    value={
+                        "revocation_time": rec.revoked_at,
+                        "revocation_reason": _ASN1_REASONS[rec.reason or "unspecified"],
+                    },
+                )
+            else:
+                status = a_ocsp.CertStatus(name="good", value=a_core.Null())
+            responses.append(
+                {
+                    "cert_id": cert_id.copy(),
+                    "cert_status": status,
+                    "this_update": now,
+                    "next_update": now + UPDATE_INTERVAL,
+                }
             )
-            .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.cert)
+        spki = ca.cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.PKCS1
         )
-        for ext in request.extensions:
-            if isinstance(ext.value, x509.OCSPNonce):
-                builder = builder.add_extension(ext.value, critical=False)
-        response = builder.sign(ca.key, hashes.SHA256())
-        return response.public_bytes(serialization.Encoding.DER)
+        data: dict[str, Any] = {
+            "version": "v1",
+            "responder_id": a_ocsp.ResponderId(name="by_key", value=_digest(hashes.SHA1(), spki)),
+            "produced_at": now,
+            "responses": responses,
+        }
+        if nonce is not None:
+            data["response_extensions"] = [
+                {"extn_id": "nonce", "critical": False, "extn_value": nonce}
+            ]
+        tbs_response = a_ocsp.ResponseData(data)
+        signature = ca.key.sign(tbs_response.dump(), padding.PKCS1v15(), hashes.SHA256())
+        basic = a_ocsp.BasicOCSPResponse(
+            {
+                "tbs_response_data": tbs_response,
+                "signature_algorithm": {"algorithm": "sha256_rsa"},
+                "signature": signature,
+            }
+        )
+        return a_ocsp.OCSPResponse(
+            {
+                "response_status": "successful",
+                "response_bytes": {"response_type": "basic_ocsp_response", "response": basic},
+            }
+        ).dump()
 
     def _authority_for(
         self, algorithm: hashes.HashAlgorithm, name_hash: bytes, key_hash: bytes
