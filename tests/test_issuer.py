@@ -559,3 +559,27 @@ def test_expired_card_can_be_replaced(
     assert issuer.renew_card(store, ca=test_ca, clock=FixedClock(at), keys=keys) == []
     assert store.state.issued == at and store.state.expires == date(2040, 3, 31)
     assert store.state.sign is not None and store.state.sign.expires == date(2035, 3, 31)
+
+
+# ---------------------------------------------------------------- the card's own CA
+
+
+def test_counter_operations_need_the_card_s_own_ca(
+    store: CardStore, keys: issuer.KeyPool, tmp_path: Path
+) -> None:
+    other = TestCA.open(tmp_path / "other-ca")
+    before = store.path.read_bytes()  # type: ignore[union-attr]
+    at = FixedClock(date(2025, 2, 1))
+    with pytest.raises(UserError, match="not issued by the test CA"):
+        issuer.renew(store, pins=PINS, ca=other, clock=at, keys=keys)
+    with pytest.raises(UserError, match="not issued by the test CA"):
+        issuer.change_address(store, "東京都", ca=other, clock=at)
+    with pytest.raises(UserError, match="not issued by the test CA"):
+        issuer.renew_card(store, ca=other, clock=FixedClock(date(2030, 2, 1)), keys=keys)
+    assert store.path.read_bytes() == before  # type: ignore[union-attr]
+    # a card whose CA directory has gone: an error, not a new empty CA
+    store.state.ca_dir = str(tmp_path / "gone")
+    with pytest.raises(UserError, match="no test CA"):
+        issuer.renew(store, pins=PINS, clock=at, keys=keys)
+    assert not (tmp_path / "gone").exists()
+    assert load(store.path).pins["auth"].tries_left == 3  # type: ignore[arg-type]

@@ -331,7 +331,8 @@ class TestCA:
         base_url: str = DEFAULT_BASE_URL,
     ) -> TestCA:
         """Open the CA in ``directory`` (default: the user data dir), creating it if needed."""
-        folder = Path(directory) if directory is not None else default_ca_dir()
+        # absolute, since card files record it and are used from other directories
+        folder = (Path(directory) if directory is not None else default_ca_dir()).absolute()
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{folder}: CA directory is a file")
         if not (folder / "ca.json").exists():

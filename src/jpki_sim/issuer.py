@@ -137,14 +137,27 @@ def _new_pin_state(which: str, value: str | None) -> PinState:
 
 
 def open_ca(ca: TestCA | str | os.PathLike[str] | None, state: CardState | None = None) -> TestCA:
-    """The CA to work with: the one given, else the card's own, else the default one."""
+    """The CA to work with: the one given, else the card's own, else the default one.
+
+    With a card, the CA must be the one that issued it (same roots): renewing or
+    revoking needs the issuer's records. A missing CA is not created for a card.
+    """
     if isinstance(ca, TestCA):
-        return ca
-    if ca is not None:
-        return TestCA.open(ca)
-    if state is not None and state.ca_dir:
-        return TestCA.open(state.ca_dir)
-    return TestCA.open()
+        authority = ca
+    elif ca is not None:
+        authority = TestCA.open(ca, create=state is None)
+    elif state is not None and state.ca_dir:
+        authority = TestCA.open(state.ca_dir, create=False)
+    else:
+        authority = TestCA.open(create=state is None)
+    if state is not None and (
+        authority.auth.cert_der != state.auth_ca_der or authority.sign.cert_der != state.sign_ca_der
+    ):
+        raise UserError(
+            f"the card was not issued by the test CA in {authority.directory} "
+            "(its CA certificates differ): give the right one with --ca DIR"
+        )
+    return authority
 
 
 def application_id(issued: date, municipality: str = DEFAULT_MUNICIPALITY) -> str:
@@ -620,22 +633,26 @@ def change_facts(
         raise UserError("nothing to change: give a new name or address")
     if clock.today() > state.expires:
         raise UserError(f"the card expired on {state.expires}")
-    if name is not None:
-        if not name.strip():
-            raise UserError("the holder's name is empty")
-        state.identity.name = name
+    if name is not None and not name.strip():
+        raise UserError("the holder's name is empty")
     if address is not None:
         if not address.strip():
             raise UserError("the holder's address is empty")
         if len(address) > 200:
             raise UserError("an address has at most 200 characters")
-        state.identity.address = address
     slot = state.sign
-    if slot is None or is_revoked(state, "sign") or lifecycle.is_expired(slot.expires, clock.now()):
-        store.commit()
-        return None
-    authority = open_ca(ca, state)
+    in_force = not (
+        slot is None or is_revoked(state, "sign") or lifecycle.is_expired(slot.expires, clock.now())
+    )
+    # find the issuing CA before changing anything, so a wrong CA leaves the card as it was
+    authority = open_ca(ca, state) if in_force else None
+    if name is not None:
+        state.identity.name = name
+    if address is not None:
+        state.identity.address = address
     store.commit()
+    if authority is None or slot is None:
+        return None
     _revoke(store, authority, "sign", slot, clock.now(), REASON_FACTS_CHANGED)
     return slot.serial
 
