@@ -204,3 +204,18 @@ def _detached(card: ServedCard, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+@pytest.mark.pcsc
+def test_serve_refuses_a_reader_that_holds_a_card(
+    vpcd_reader: ServedCard, jpki_state: CardState, tmp_path: Path
+) -> None:
+    card = tmp_path / "card.json"
+    new_store(jpki_state, card)
+    r = cli("serve", str(card), "--vpcd", f"localhost:{PORTS[0]}")
+    assert r.returncode == 2
+    assert r.stderr.strip() == (
+        f"jpki-sim: error: reader '{vpcd_reader.reader}' (port {PORTS[0]}) already holds a "
+        "card: is another `jpki-sim serve` running? stop it or use --vpcd with another port"
+    )
+    assert vpcd_reader.bridge.attached.is_set()  # the served card was not disturbed

@@ -128,7 +128,10 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
                     f"add a reader to {pcscd.READER_CONF_DIR} (see docs) or serve fewer cards"
                 )
 
-    if pcscd.is_running() or args.no_start_pcscd:
+    if pcscd.is_running():
+        _check_readers_free(port, count)
+        return None
+    if args.no_start_pcscd:
         return None
     if not pcscd.is_root():
         raise UserError(
@@ -143,6 +146,27 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
     print(f"started pcscd (pid {daemon.pid}); it stops when serve stops", file=sys.stderr,
           flush=True)
     return daemon
+
+
+def _check_readers_free(port: int, count: int) -> None:
+    """Refuse to queue behind another card: vpcd takes one card per reader."""
+    from jpki_sim import pcscd
+    from jpki_sim.errors import UserError
+
+    try:
+        from jpki_sim.pcsc import PcscError, list_readers, wait_for_card
+
+        live = list_readers()
+        for p in range(port, port + count):
+            name = pcscd.pcsc_reader_name(p, live)
+            # a card that just left still shows until pcscd's next poll (400 ms)
+            if name is not None and not wait_for_card(name, present=False, timeout=1.5):
+                raise UserError(
+                    f"reader '{name}' (port {p}) already holds a card: is another "
+                    "`jpki-sim serve` running? stop it or use --vpcd with another port"
+                )
+    except (ImportError, PcscError):
+        return  # cannot tell without pyscard; the bridge warns if vpcd never polls
 
 
 def _reader_name(port: int, timeout: float) -> str:
