@@ -14,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from jpki_sim import issuer, lifecycle
 from jpki_sim.ca import TestCA, read_holder_facts
@@ -175,16 +177,20 @@ def test_foreign_resident_card_ends_with_the_period_of_stay(
         ({"sex": "5"}, "sex"),
         ({"name": " "}, "name"),
         ({"birthdate": date(2021, 1, 1)}, "before the birth date"),
+        ({"birthdate": date(1950, 1, 1), "issued": date(1999, 12, 31)}, "roots cover"),
+        ({"issued": date(2090, 1, 1)}, "roots cover"),
     ],
 )
 def test_bad_identities_are_refused(
     test_ca: TestCA, keys: issuer.KeyPool, change: dict[str, object], message: str
 ) -> None:
     ident = issuer.default_identity()
+    issued = change.pop("issued", ISSUED)
+    assert isinstance(issued, date)
     for k, v in change.items():
         setattr(ident, k, v)
     with pytest.raises(UserError, match=message):
-        issuer.issue_card(ident, ISSUED, ca=test_ca, keys=keys)
+        issuer.issue_card(ident, issued, ca=test_ca, keys=keys)
 
 
 @pytest.mark.parametrize(
@@ -583,3 +589,41 @@ def test_counter_operations_need_the_card_s_own_ca(
         issuer.renew(store, pins=PINS, clock=at, keys=keys)
     assert not (tmp_path / "gone").exists()
     assert load(store.path).pins["auth"].tries_left == 3  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- properties over random holders
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    issued=st.dates(min_value=issuer.FIRST_ISSUE_DAY, max_value=date(2060, 12, 31)),
+    age_days=st.integers(min_value=0, max_value=95 * 365),
+    stay=st.none() | st.integers(min_value=1, max_value=4000),
+)
+def test_issued_certificates_carry_exactly_the_rules_dates(
+    test_ca: TestCA, keys: issuer.KeyPool, issued: date, age_days: int, stay: int | None
+) -> None:
+    from datetime import timedelta
+
+    born = issued - timedelta(days=age_days)
+    ident = issuer.default_identity()
+    ident.birthdate = born
+    ident.stay_until = issued + timedelta(days=stay) if stay is not None else None
+    state = issuer.issue_card(ident, issued, ca=test_ca, keys=keys)
+    card = lifecycle.card_expiry(born, issued, ident.stay_until)
+    assert state.expires == card
+    for slot in (state.auth, state.sign):
+        if slot is None:
+            continue
+        cert = cert_of(slot.cert_der)
+        assert slot.expires == lifecycle.certificate_expiry(born, issued, card) <= card
+        assert cert.not_valid_after_utc == lifecycle.expires_at(slot.expires)
+        assert cert.not_valid_before_utc == lifecycle.valid_from(issued)
+    assert (state.sign is None) == (lifecycle.age_on(born, issued) < 15)
+    doc = issuer.status(state, issued)
+    assert date.fromisoformat(doc["renewal"]["opens"]) <= date.fromisoformat(
+        doc["notice"]["expiry"]
+    )
+    assert doc["health_insurance"]["state"] in {"valid", "expiring_soon"}

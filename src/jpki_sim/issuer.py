@@ -38,6 +38,12 @@ DEFAULT_ADDRESS = "北海道小樽市花園２丁目１２番１号"
 #: local government code of Otaru (JIS X 0402), the first five digits of an application ID
 DEFAULT_MUNICIPALITY = "01203"
 
+#: issue dates the test roots can cover (valid 2000-01-01 to 2099-12-31; a card
+#: lives at most 10 years). Real cards exist since 2016, but simulated histories
+#: (a card that expired long ago) may start earlier.
+FIRST_ISSUE_DAY = date(2000, 1, 1)
+LAST_ISSUE_DAY = date(2089, 12, 31)
+
 #: minors under this age normally get no signature certificate (seeds: domain.md)
 SIGN_CERT_FROM_AGE = 15
 
@@ -196,6 +202,11 @@ def issue_card(
     day = issued or clock.today()
     if day < identity.birthdate:
         raise UserError(f"issue date {day} is before the birth date {identity.birthdate}")
+    if not FIRST_ISSUE_DAY <= day <= LAST_ISSUE_DAY:
+        raise UserError(
+            f"issue date {day} is outside {FIRST_ISSUE_DAY} to {LAST_ISSUE_DAY}, "
+            "the years the test CA's roots cover"
+        )
     try:
         card_expires = lifecycle.card_expiry(identity.birthdate, day, identity.stay_until)
     except ValueError as exc:
