@@ -454,3 +454,30 @@ def test_renew_new_card(card: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert state.pins["auth"].value == "5555" and state.pins["sign"].value == "ABC123"
     code, _, err = run(capsys, "card", "renew", str(card), "--helper-pin", "1111")
     assert "goes with --new-card" in one_line_error(code, err)
+
+
+def test_unwritable_places_are_one_line_errors(
+    tmp_path: Path,
+    ca_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    code, _, err = run(
+        capsys, "card", "issue", str(tmp_path / "c.json"), "--ca", str(a_file / "ca")
+    )
+    assert "cannot create the test CA" in one_line_error(code, err)
+
+    import jpki_sim.state
+
+    def refuse(path: object, data: bytes, mode: int = 0o600) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # (tests run as root here, so a read-only directory would not refuse)
+    monkeypatch.setattr(jpki_sim.state, "write_atomic", refuse)
+    code, _, err = run(capsys, "card", "issue", str(tmp_path / "c.json"), "--ca", str(ca_dir))
+    assert "cannot write" in one_line_error(code, err)
+    assert not (tmp_path / "c.json").exists()
+    code, _, err = run(capsys, "ca", "crl", "--out", str(tmp_path / "x.crl"), "--ca", str(ca_dir))
+    assert "cannot write" in one_line_error(code, err)

@@ -338,10 +338,13 @@ class TestCA:
         if not (folder / "ca.json").exists():
             if not create:
                 raise UserError(f"{folder}: no test CA here (no ca.json)")
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            with _locked(folder):
-                if not (folder / "ca.json").exists():
-                    cls._create(folder, base_url)
+            try:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                with _locked(folder):
+                    if not (folder / "ca.json").exists():
+                        cls._create(folder, base_url)
+            except OSError as exc:
+                raise UserError(f"{folder}: cannot create the test CA ({exc.strerror})") from None
         return cls._load(folder)
 
     @staticmethod

@@ -81,7 +81,10 @@ def run_crl(args: argparse.Namespace) -> int:
     der = ca.crl(args.which, at=_at(args))
     crl = x509.load_der_x509_crl(der)
     data = crl.public_bytes(serialization.Encoding.PEM) if args.pem else der
-    write_atomic(out, data, 0o644)
+    try:
+        write_atomic(out, data, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from None
     serials = [format(r.serial_number, "x") for r in crl]
     doc = {
         "path": str(out),

@@ -293,7 +293,10 @@ def run_issue(args: argparse.Namespace) -> int:
         ca=args.ca,
         clock=clock,
     )
-    CardStore(state, out).commit()
+    try:
+        CardStore(state, out).commit()
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from None
     doc = {"path": str(out), **issuer.status(state, clock.today())}
     carried = [w for w in ("auth", "sign") if state.slot(w) is not None]
     certs = (
