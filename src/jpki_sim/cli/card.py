@@ -239,10 +239,13 @@ def _status_table(doc: dict[str, Any], path: str) -> None:
                 "[red]blocked[/]" if pin["blocked"] else f"{pin['tries_left']}/{pin['max_tries']}"
             )
             table.add_row(f"{name} PIN", f"tries left {state}")
+    from datetime import datetime
+
+    from jpki_sim.lifecycle import JST
+
     for h in doc["revoked"]:
-        table.add_row(
-            "revoked", f"{h['which']} {h['serial']} on {h['revoked_at'][:10]} ({h['reason']})"
-        )
+        day = datetime.fromisoformat(h["revoked_at"]).astimezone(JST).date()  # a Japanese day
+        table.add_row("revoked", f"{h['which']} {h['serial']} on {day} ({h['reason']})")
     console.print(table)
 
 
