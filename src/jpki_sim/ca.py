@@ -603,12 +603,22 @@ class TestCA:
             tbs = request["tbs_request"]
             items = []
             for single in tbs["request_list"]:
-                cert_id = single["req_cert"]
-                algorithm = _HASHES[cert_id["hash_algorithm"]["algorithm"].native]()
+                asked = single["req_cert"]
+                hash_name = asked["hash_algorithm"]["algorithm"].native
+                # the CertID is answered re-encoded from its parsed values, never copied:
+                # junk inside the request must not reach the signed response
+                cert_id = a_ocsp.CertId(
+                    {
+                        "hash_algorithm": {"algorithm": hash_name, "parameters": a_core.Null()},
+                        "issuer_name_hash": asked["issuer_name_hash"].native,
+                        "issuer_key_hash": asked["issuer_key_hash"].native,
+                        "serial_number": asked["serial_number"].native,
+                    }
+                )
                 items.append(
                     (
                         cert_id,
-                        algorithm,
+                        _HASHES[hash_name](),
                         cert_id["issuer_name_hash"].native,
                         cert_id["issuer_key_hash"].native,
                         cert_id["serial_number"].native,
@@ -644,7 +654,7 @@ class TestCA:
                 status = a_ocsp.CertStatus(name="good", value=a_core.Null())
             responses.append(
                 {
-                    "cert_id": cert_id.copy(),
+                    "cert_id": cert_id,
                     "cert_status": status,
                     "this_update": now,
                     "next_update": now + UPDATE_INTERVAL,
