@@ -1,0 +1,114 @@
+"""The same vector files through pcscd + vpcd, and a recorded trace replayed through them.
+
+Uses the PC/SC harness (``pcsc_harness.py``): skipped locally without pcscd or
+vpcd, a failure in CI (``JPKI_SIM_REQUIRE_PCSC=1``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pcsc_harness import PORTS, attach, detach
+
+from jpki_sim import jpki, trace
+from jpki_sim.client import JpkiClient
+from jpki_sim.inprocess import InProcessTransport
+from jpki_sim.signing import digest_info
+from jpki_sim.vectors import loader, profiles, runner
+from jpki_sim.vectors.model import Vector
+from jpki_sim.vectors.replay import ReplayCard
+from jpki_sim.vectors.targets import LOCK_HELD_ENV, ReaderTarget, ServedTarget
+
+pytestmark = pytest.mark.pcsc
+
+REPO = Path(__file__).resolve().parent.parent
+SUITE = loader.all_vectors(loader.load_suite([REPO / "vectors"]))
+
+
+@pytest.fixture(scope="module")
+def served(vpcd_slot0: object) -> Iterator[ServedTarget]:
+    target = ServedTarget(vpcd_slot0.bridge, vpcd_slot0.reader)  # type: ignore[attr-defined]
+    try:
+        yield target
+    finally:
+        target.close()
+
+
+@pytest.mark.parametrize("vector", SUITE, ids=[f"{v.feature}/{v.id}" for v in SUITE])
+def test_vector_passes_through_pcscd(vector: Vector, served: ServedTarget) -> None:
+    result = runner.play(vector, served)
+    if result.status == runner.SKIPPED:
+        assert "1-byte command" in result.reason  # the only thing vpcd cannot carry
+        pytest.skip(result.reason)
+    assert result.status == runner.PASSED, "\n".join(
+        [f"{vector.id}: {vector.purpose} ({vector.where})", *result.diff]
+    )
+
+
+def test_cli_run_pcsc_serves_its_own_card(pcscd_session: object) -> None:
+    """`jpki-sim vectors run --pcsc` attaches its own card on a free vpcd slot."""
+    env = dict(os.environ, **{LOCK_HELD_ENV: "1"})  # this test session holds the lock
+    done = subprocess.run([sys.executable, "-m", "jpki_sim", "vectors", "run", "--pcsc", "-q"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == f"{len(SUITE) - 1} passed, 0 failed, 1 skipped"
+
+
+def test_reader_target_skips_what_does_not_fit(vpcd_reader: object) -> None:
+    """--reader: a card is matched to profiles from outside; setup and PIN vectors are skipped."""
+    reader = vpcd_reader.reader  # type: ignore[attr-defined]
+    target = ReaderTarget(reader, pins={"auth": "1234"})
+    try:
+        picked = [v for v in SUITE if v.id in (
+            "select-jpki-aid", "auth-only-presence", "auth-pin-verify", "sign-pin-verify",
+            "auth-pin-countdown-to-blocked", "auth-pin-blocked-right-pin", "read-auth-cert-chunks",
+        )]
+        report = runner.run_suite(picked, target)
+        by_id = {r.id: r for r in report.results}
+        assert by_id["select-jpki-aid"].status == runner.PASSED
+        assert by_id["read-auth-cert-chunks"].status == runner.PASSED
+        assert by_id["auth-pin-verify"].status == runner.PASSED
+        assert "does not fit" in by_id["auth-only-presence"].reason
+        assert "--pin sign=" in by_id["sign-pin-verify"].reason
+        assert "emulated card" in by_id["auth-pin-countdown-to-blocked"].reason
+        assert "emulated card" in by_id["auth-pin-blocked-right-pin"].reason
+        report = runner.run_suite([v for v in SUITE if v.id == "auth-pin-wrong-length-costs-try"],
+                                  target)
+        assert report.results[0].reason == "changes the card irreversibly (run with --destructive)"
+    finally:
+        target.close()
+
+
+def test_replayed_trace_through_vpcd(pcscd_session: object, tmp_path: Path) -> None:
+    """A recorded session served back on a vpcd reader answers reader software as recorded."""
+    from jpki_sim.pcsc import PcscTransport
+
+    card, _store = profiles.card("default")
+    path = tmp_path / "session.jsonl"
+    digest = digest_info("sha256", hashlib.sha256(b"replay").digest())
+
+    def run(client: JpkiClient) -> tuple[bytes, int, bytes]:
+        cert = client.read_certificate("auth")
+        tries = client.pin_status("auth")
+        client.verify_pin("auth", "1234")
+        return cert, tries, client.sign("auth", digest)
+
+    with trace.TraceWriter(path) as writer:
+        seen = run(JpkiClient(trace.TracingTransport(InProcessTransport(card), writer)))
+
+    replay = ReplayCard(path)
+    reader = pcscd_session.reader_for_port(PORTS[1])  # type: ignore[attr-defined]
+    bridge = attach(replay, PORTS[1], reader)
+    try:
+        with PcscTransport(reader) as transport:
+            assert transport.atr() == jpki.ATR
+            assert run(JpkiClient(transport)) == seen
+        assert replay.divergence is None and replay.player.finished
+    finally:
+        detach(bridge, reader)
