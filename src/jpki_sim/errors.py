@@ -24,7 +24,16 @@ class CardError(JpkiSimError):
 
     def __init__(self, sw: int, message: str = "") -> None:
         self.sw = sw
-        super().__init__(message or describe(sw))
+        self.message = message
+        # the card raises one of these for every error status word it answers (each
+        # failed SELECT, each empty VERIFY): the text is only built if someone reads it
+        super().__init__()
+
+    def __str__(self) -> str:
+        return self.message or describe(self.sw)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class MalformedApdu(CardError):
