@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pcsc_harness import PORTS, PcscSession
 
 from jpki_sim import jpki
 from jpki_sim.profile import build_card
 from jpki_sim.state import CardStore
+from pcsc_harness import PORTS, PcscSession
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "bench.py"
@@ -32,7 +32,9 @@ FIGURE_KEYS = {"label", "unit", "median", "p95", "min", "max", "samples", "ops_p
                "apdus_per_op", "per_s", "apdus_per_s"}
 
 
-def run_bench(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> dict[str, Any]:
+def run_bench(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, str(TOOL), "--quick", "--json", *args],
         capture_output=True, text=True, timeout=timeout, env=env,

@@ -151,6 +151,7 @@ class Settings:
     serve_runs: int
     sections: list[str]
     ports: list[int]
+    pcsc_wait: float
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -184,6 +185,7 @@ class Settings:
             serve_runs=1 if quick else 5,
             sections=sections,
             ports=list(args.vpcd_port),
+            pcsc_wait=args.pcsc_wait if args.pcsc_wait is not None else (60.0 if quick else 600.0),
         )
 
 
@@ -383,11 +385,14 @@ def bench_signature(cfg: Settings, state: Any, progress: Progress) -> dict[str, 
     process = card.process
     for apdu in (a.select_aid, a.select_auth_pin, a.verify, a.select_auth_key):
         check(process(apdu), ok, f"APDU {apdu.hex()}")
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = load_pem_private_key(state.auth.key_pem.encode(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
     pad, prehashed = padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())
 
     def bare() -> bytes:
-        return key.sign(digest, pad, prehashed)  # type: ignore[union-attr]
+        return key.sign(digest, pad, prehashed)
 
     first = check(process(sign_apdu), ok, "COMPUTE DIGITAL SIGNATURE")
     if first[:-2] != bare():
@@ -792,7 +797,7 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
     from jpki_sim.state import CardStore
     from jpki_sim.vpcd import VpcdBridge
 
-    with pcsc_lock(timeout=300.0 if not cfg.quick else 60.0), pcsc_stack(work) as stack:
+    with pcsc_lock(cfg.pcsc_wait), pcsc_stack(work) as stack:
         ports = cfg.ports
         card_port, null_port = ports[0], ports[-1]
         card_reader = _reader(card_port, stack["readers"])
@@ -832,9 +837,11 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
                     fig.apdus_per_op = len(ops)
                     count = fig.ops_per_sample = max(1, n // len(ops))
 
-                    def op(ops: list[Callable[[], Any]] = ops) -> None:
+                    def read_cert(ops: list[Callable[[], Any]] = ops) -> None:
                         for o in ops:
                             o()
+
+                    op: Callable[[], Any] = read_cert
                 else:
                     op = c.op({"select_fid": a.select_auth_cert, "select_aid": a.select_aid,
                                "read_binary_256": a.read_256, "empty_verify": a.empty_verify,

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default 2 with --quick, else 4 x cores; 0 skips)")
     p.add_argument("--runs", type=int, metavar="R",
                    help="timed runs per figure (default 5 with --quick, else 25)")
+    p.add_argument("--pcsc-wait", type=float, metavar="SECONDS",
+                   help="how long to wait for PC/SC test runs to release the readers "
+                   "(default 60 with --quick, else 600)")
     p.add_argument(
         "--vpcd-port", type=_ports, default=[35963, 35964], metavar="PORT[,PORT]",
         help="vpcd slot ports: the card's, then the null card's (default 35963,35964); "
