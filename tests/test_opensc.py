@@ -112,8 +112,16 @@ def test_opensc_tool_names_jpki_with_the_default_config(card: ServedCard) -> Non
 
 
 def test_probe_storm_then_pins_with_the_default_config(card: ServedCard) -> None:
-    pins = tries_left(run(["pkcs15-tool", "--reader", reader_index(card), "--list-pins"]).stdout)
+    r = reader_index(card)
+    pins = tries_left(run(["pkcs15-tool", "--reader", r, "--list-pins"]).stdout)
     assert pins == {"User Authentication PIN": 3, "Digital Signature PIN": 5}
+    listed = run(["pkcs15-tool", "--reader", r, "--list-certificates"]).stdout
+    assert re.findall(r"X\.509 Certificate \[(.+?)\]", listed) == [
+        "User Authentication Certificate",
+        "Digital Signature Certificate",
+        "User Authentication Certificate CA",
+        "Digital Signature Certificate CA",
+    ]
     # the probes of the other drivers changed nothing on the card
     st = state_of(card)
     assert st.pins["auth"].tries_left == 3 and st.pins["sign"].tries_left == 5
