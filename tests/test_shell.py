@@ -468,3 +468,25 @@ def test_history_filter_keeps_pins_out(tmp_path: Path) -> None:
     kept = (tmp_path / "h").read_text()
     assert "select jpki" in kept and "pin-status" in kept and "verify auth\n" in kept
     assert "1234" not in kept and "31323334" not in kept and "31 32 33 34" not in kept
+
+
+def test_trace_start_and_stop_in_the_shell(shell: Shell, tmp_path: Path) -> None:
+    from jpki_sim.cli import main
+
+    path = tmp_path / "later.jsonl"
+    shell.execute("verify auth 1234")
+    shell.execute(f"trace start {path}")
+    with pytest.raises(ShellError, match="already tracing"):
+        shell.execute(f"trace start {path}")
+    shell.execute("sign 'traced'")
+    shell.execute("trace stop")
+    assert "trace stopped: " in output(shell)
+    shell.execute("pin-status auth")  # not traced any more
+    t = load(path)
+    assert t.events[0].__class__.__name__ == "Comment"
+    assert "verified PINs auth" in t.events[0].text  # type: ignore[union-attr]
+    assert any(x.command[:2] == bytes.fromhex("802A") for x in t.xfers)
+    assert not any(x.command == bytes.fromhex("00200080") for x in t.xfers)
+    assert main(["trace", "show", str(path)]) == 0
+    with pytest.raises(ShellError, match="no trace"):
+        shell.execute("trace stop")

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
             target.close()
             raise UserError(f"{args.trace}: {exc.strerror}") from None
     shell = Shell(target, sys.stdout, mode=args.mode, trace=writer)
+    shell.trace_path = args.trace
     shell.show_apdus = not args.no_apdus
     try:
         if args.script:

@@ -50,15 +50,38 @@ class Shell:
         self.target = target
         self.out = out
         self.client = JpkiClient(target.transport, mode=mode)
-        self.trace = trace
+        self.trace: TraceWriter | None = None
+        self.trace_path: str | None = None
         if trace is not None:
-            self.client.add_observer(trace)
-            trace.reset(target.transport.atr(), "cold")
+            self.start_trace(trace)
         self.client.add_observer(self)
         #: print each exchange a verb makes (``apdus on|off``)
         self.show_apdus = True
         self._printing_exchanges = False
         self.ask_secret = ask_secret
+
+    # ------------------------------------------------------------ traces
+
+    def start_trace(self, writer: TraceWriter, path: str | None = None) -> None:
+        """Record every exchange from now on (the card's state so far as a first event)."""
+        self.trace = writer
+        self.trace_path = path
+        self.client.add_observer(writer)
+        view = self.client.view
+        if view.application is None and not view.verified:
+            # nothing happened yet, or the card is fresh: a cold start as the first event
+            writer.reset(self.target.transport.atr(), "cold")
+        else:
+            pins = ", ".join(sorted(view.verified)) or "none"
+            writer.comment(f"trace started mid-session: application "
+                           f"{view.application_name or '-'}, verified PINs {pins}")
+
+    def stop_trace(self) -> None:
+        if self.trace is not None:
+            self.client.remove_observer(self.trace)
+            self.trace.close()
+        self.trace = None
+        self.trace_path = None
 
     # ------------------------------------------------------------ output
 
@@ -247,8 +270,7 @@ class Shell:
         return names + [n for n in others if n not in names]
 
     def close(self) -> None:
-        if self.trace is not None:
-            self.trace.close()
+        self.stop_trace()
         self.target.close()
 
 

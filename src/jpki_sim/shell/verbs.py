@@ -161,6 +161,44 @@ def do_status(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     return None
 
 
+def _trace_setup(p: ShellArgParser) -> None:
+    p.add_argument("action", choices=("start", "stop", "status"), nargs="?", default="status")
+    p.add_argument("file", nargs="?", help="the JSON Lines trace to write (start)")
+    p.add_argument("--keep-pins", action="store_true",
+                   help="DANGER: keep PIN values in clear in the trace")
+
+
+@command("trace", "write exchanges to a JSON Lines trace: trace start FILE | trace stop",
+         card=False, setup=_trace_setup, positional=[("start", "stop", "status")])
+def do_trace(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    from jpki_sim.trace import TraceWriter
+
+    if args.action == "start":
+        if not args.file:
+            raise ShellError("trace start: a file name is needed")
+        if shell.trace is not None:
+            raise ShellError(f"already tracing to {shell.trace_path or 'a file'}: trace stop first")
+        try:
+            writer = TraceWriter(args.file, card=shell.target.transport.name,
+                                 keep_pins=args.keep_pins)
+        except OSError as exc:
+            raise ShellError(f"{args.file}: {exc.strerror}") from None
+        shell.start_trace(writer, args.file)
+        if args.keep_pins:
+            shell.print("WARNING: this trace keeps PIN values in clear")
+        shell.print(f"tracing to {args.file}")
+    elif args.action == "stop":
+        if shell.trace is None:
+            raise ShellError("no trace is being written")
+        path = shell.trace_path
+        count = shell.trace.count
+        shell.stop_trace()
+        shell.print(f"trace stopped: {count} exchanges" + (f" in {path}" if path else ""))
+    else:
+        shell.print(f"tracing to {shell.trace_path or 'a file'}" if shell.trace else "no trace")
+    return None
+
+
 # ================================================================ raw APDUs
 
 
