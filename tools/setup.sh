@@ -36,6 +36,7 @@ if [ -z "$PY" ]; then
     if [ -z "$PY" ]; then
         # the README runs `python -m pytest`: give Debian's python3 that name too
         missing+=(python3 python3-pip python3-venv python-is-python3)
+        missing+=(gcc python3-dev)  # to build pyscard, which has no Linux wheel
         PY=python3
     fi
 fi
@@ -69,7 +70,7 @@ else
 fi
 
 pip_args=(-q)
-[ "$(id -u)" -eq 0 ] && pip_args+=(--root-user-action=ignore)
+export PIP_ROOT_USER_ACTION=ignore  # env, not the option: older pips do not know it
 if "$PY" - <<'PYEOF'
 import os, sys, sysconfig
 # PEP 668: Debian marks its system python "externally managed"; a venv or pyenv is not
