@@ -115,9 +115,11 @@ HEADER = '{"format": "jpki-sim-vectors", "version": 1, "feature": "t"}'
 
 
 def test_loader_reads_steps_and_templates() -> None:
+    setup = {"vector": "v1", "purpose": "p", "profile": "minor", "date": "2030-01-01",
+             "tries": {"auth": 1}}
     (v,) = _load(f"""
         {HEADER}
-        {{"vector": "v1", "purpose": "p", "profile": "minor", "date": "2030-01-01", "tries": {{"auth": 1}}}}
+        {json.dumps(setup)}
         {{"event": "xfer", "command": "00 20 00 98 {{pin:auth}}", "sw": ["9000", "63C?"]}}
         {{"event": "reset", "atr": "3BE000FF8131FE4514"}}
         {{"event": "admin", "action": "reset-pin", "pin": "auth"}}
@@ -194,10 +196,12 @@ def test_loader_refuses_duplicate_ids(tmp_path: Path) -> None:
 
 
 def test_trace_form_response_is_an_exact_expectation() -> None:
+    xfer = {"event": "xfer", "t": 0.1, "command": "00CA5F5100",
+            "response": "3BE000FF8131FE45149000", "sw": "9000"}
     (v,) = _load(f"""
         {HEADER}
         {{"vector": "v", "purpose": "p"}}
-        {{"event": "xfer", "t": 0.1, "command": "00CA5F5100", "response": "3BE000FF8131FE45149000", "sw": "9000"}}
+        {json.dumps(xfer)}
     """)
     step = v.steps[0]
     assert isinstance(step, Xfer) and step.data == bytes.fromhex("3BE000FF8131FE4514")

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pcsc_harness import PORTS, attach, detach
 
 from jpki_sim import jpki, trace
 from jpki_sim.client import JpkiClient
@@ -24,6 +23,7 @@ from jpki_sim.vectors import loader, profiles, runner
 from jpki_sim.vectors.model import Vector
 from jpki_sim.vectors.replay import ReplayCard
 from jpki_sim.vectors.targets import LOCK_HELD_ENV, ReaderTarget, ServedTarget
+from pcsc_harness import PORTS, attach, detach
 
 pytestmark = pytest.mark.pcsc
 

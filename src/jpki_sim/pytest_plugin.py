@@ -154,7 +154,9 @@ def _card_request(request: pytest.FixtureRequest) -> tuple[Any, date]:
         on = param.pop("date", None)
         changes.update(param)
     elif param is not None:
-        raise pytest.UsageError(f"jpki_card parameter must be a profile name or a dict, not {param!r}")
+        raise pytest.UsageError(
+            f"jpki_card parameter must be a profile name or a dict, not {param!r}"
+        )
     if name not in profiles.PROFILES:
         raise pytest.UsageError(
             f"unknown jpki profile {name!r}; profiles: {', '.join(profiles.PROFILES)}"

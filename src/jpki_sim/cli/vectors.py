@@ -37,9 +37,10 @@ def configure(sub: Any) -> None:
     where.add_argument("--pcsc", action="store_true",
                        help="serve each card on a vpcd reader and play through pcscd")
     where.add_argument("--reader", metavar="NAME",
-                       help="play against the card in this PC/SC reader (name, part of it, or index)")
+                       help="play against the card in this PC/SC reader (name, part of it, "
+                            "or index)")
     run.add_argument("--port", type=int, default=None,
-                     help="vpcd port for --pcsc (default 35963, reader slot 0)")
+                     help="vpcd port for --pcsc (default: the first vpcd slot without a card)")
     run.add_argument("--pin", action="append", default=[], metavar="NAME=VALUE",
                      help="with --reader: the card's PIN (auth, sign, helper); vectors needing "
                           "a PIN not given are skipped")

@@ -204,7 +204,7 @@ class CardFactory:
         return state
 
     def store(self, name: str | Profile, path: str | None = None) -> CardStore:
-        """A :class:`CardStore` holding a fresh copy of the profile (in memory, or saved at ``path``)."""
+        """A :class:`CardStore` with a fresh copy of the profile (in memory, or at ``path``)."""
         from jpki_sim.state import CardStore, save
 
         state = self.state(name)

@@ -143,7 +143,8 @@ class EmulatedTarget(Target):
         from jpki_sim.vectors.profiles import PINS
 
         value = self._pins.get(name)
-        return value if value is not None else PINS[name]  # a PIN never set: the profile's value is as good as any
+        # a PIN never set: the profile's value is as good as any
+        return value if value is not None else PINS[name]
 
     def admin(self, step: Admin) -> None:
         from jpki_sim.vectors.profiles import PINS
@@ -485,7 +486,9 @@ class ServedSession:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     lock.close()
-                    raise PcscError(f"another run holds {PCSC_LOCK_PATH} (vpcd readers busy)")
+                    raise PcscError(
+                        f"another run holds {PCSC_LOCK_PATH} (vpcd readers busy)"
+                    ) from None
                 time.sleep(0.2)
 
     def _release(self) -> None:
