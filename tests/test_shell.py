@@ -490,3 +490,18 @@ def test_trace_start_and_stop_in_the_shell(shell: Shell, tmp_path: Path) -> None
     assert main(["trace", "show", str(path)]) == 0
     with pytest.raises(ShellError, match="no trace"):
         shell.execute("trace stop")
+
+
+def test_whole_ef_read_decodes_the_certificate_and_its_filler(shell: Shell) -> None:
+    import hashlib
+
+    from jpki_sim.state import load as load_state
+
+    der = load_state(CARD).auth.cert_der  # type: ignore[union-attr]
+    shell.execute("select auth-cert")
+    output(shell)
+    shell.execute("B0 0000/0000 --expect-sw 9000")  # extended Le: the whole EF at once
+    text = output(shell)
+    assert "(READ BINARY offset 0000 Le 65536)" in text
+    assert f"sha256    {hashlib.sha256(der).hexdigest()}" in text
+    assert f"+ {2048 - len(der)} bytes of FF filler" in text

@@ -737,8 +737,13 @@ def describe_command(command: bytes) -> str:
     if ins == 0xA4 and p1 == 0x02 and len(body) == 2:
         return f"SELECT EF {body.hex().upper()}"
     if ins == 0xB0 and not p1 & 0x80:
-        le = command[4] if len(command) == 5 else None
-        n = "" if le is None else f" Le {le or 256}"
+        from jpki_sim.apdu import CommandApdu
+
+        try:
+            ne = CommandApdu.parse(command).ne
+        except ValueError:
+            ne = None
+        n = "" if ne is None else f" Le {ne}"
         return f"READ BINARY offset {p1 << 8 | p2:04X}{n}"
     if ins == 0x20:
         return "VERIFY (status query)" if len(command) == 4 else "VERIFY"

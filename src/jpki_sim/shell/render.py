@@ -92,9 +92,20 @@ def decode_data(data: bytes, now: datetime | None) -> list[str]:
     if len(data) < 3:
         return []
     if data[0] == 0x30:
-        cert = certificate_summary(data, now)
-        if cert is not None:
-            return ["certificate:", *("  " + x for x in cert)]
+        from jpki_sim.client import der_length
+
+        try:
+            end = der_length(data[:6])
+        except ValueError:
+            end = 0
+        if 0 < end <= len(data):
+            # a whole certificate, maybe followed by the EF's FF filler
+            cert = certificate_summary(data[:end], now)
+            if cert is not None:
+                rest = data[end:]
+                tail = [f"  + {len(rest)} bytes of FF filler"] if rest and not rest.strip(
+                    b"\xff") else ([f"  + {len(rest)} bytes after it"] if rest else [])
+                return ["certificate:", *("  " + x for x in cert), *tail]
     from jpki_sim import tlv
 
     try:
