@@ -505,3 +505,14 @@ def test_whole_ef_read_decodes_the_certificate_and_its_filler(shell: Shell) -> N
     assert "(READ BINARY offset 0000 Le 65536)" in text
     assert f"sha256    {hashlib.sha256(der).hexdigest()}" in text
     assert f"+ {2048 - len(der)} bytes of FF filler" in text
+
+
+def test_tlv_of_the_helper_application_is_decoded(shell: Shell) -> None:
+    shell.execute("verify helper 1234")
+    shell.execute("select basic-info")
+    output(shell)
+    shell.execute("B0/00")
+    text = output(shell)
+    assert "  TLV:" in text and "FF20 5D" in text
+    assert 'DF24 08  3139393330333331  "19930331"' in text
+    assert '"番号 花子"' in text

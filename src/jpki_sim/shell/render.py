@@ -112,11 +112,33 @@ def decode_data(data: bytes, now: datetime | None) -> list[str]:
         nodes, filler = tlv.parse_with_filler(data)
     except (ValueError, tlv.TlvError):
         return []
-    if not nodes or not any(n.children for n in nodes):
+    # only objects that look like the card's own (constructed, or two-byte
+    # private/context tags such as FF10, DF22): random bytes seldom do
+    if not nodes or not any(n.children or len(n.raw_tag) > 1 for n in nodes):
         return []
     lines = ["TLV:"]
     for n in nodes:
-        lines += ["  " + x for x in str(n).splitlines()]
+        lines += _tlv_lines(n, 1)
     if filler:
         lines.append(f"  + {len(filler)} bytes of FF filler")
     return lines
+
+
+def _tlv_lines(node: Any, depth: int) -> list[str]:
+    pad = "  " * depth
+    head = f"{pad}{node.raw_tag.hex().upper()} {node.raw_length.hex().upper()}"
+    if node.children:
+        out = [head]
+        for child in node.children:
+            out += _tlv_lines(child, depth + 1)
+        return out
+    value: bytes = node.value
+    text = ""
+    try:
+        decoded = value.decode("utf-8")
+        if decoded and decoded.isprintable():
+            text = f'  "{decoded}"'
+    except UnicodeDecodeError:
+        pass
+    shown = value.hex().upper() if len(value) <= 32 else f"{value[:32].hex().upper()}..."
+    return [f"{head}  {shown}{text}"]
