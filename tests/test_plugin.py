@@ -196,3 +196,16 @@ def test_readme_example_with_jpki_reader(pytester: pytest.Pytester, pcscd_sessio
     pytester.makepyfile(test_reader=READER_TEST)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_readme_shows_the_tested_example() -> None:
+    """docs/sections/readme-testing.md shows exactly the program and test run above."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "sections"
+           / "readme-testing.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
+    assert blocks[0].strip() == READER_PROGRAM.strip()
+    assert blocks[1].strip() == READER_TEST.strip()
+    assert len(READER_TEST.strip().splitlines()) <= 10
