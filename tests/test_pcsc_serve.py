@@ -173,12 +173,25 @@ def test_bridge_comes_back_after_pcscd_restarts(
     vpcd_reader: ServedCard, pcscd_session: PcscSession, tmp_path: Path
 ) -> None:
     """pcscd goes away and comes back: the bridge reconnects by itself."""
-    if pcscd_session.started is None and not pcsc_required():
-        pytest.skip("restarts pcscd: only done on a pcscd this run started, or in CI")
+    stop_pcscd(pcscd_session)
+    assert vpcd_reader.bridge.attached.wait(0) is False or _detached(vpcd_reader)
+    # from here on this session owns pcscd (and stops it at the end)
+    pcscd_session.started = pcscd.Pcscd(log_path=tmp_path / "pcscd.log").start()
+    pcscd.wait_for_readers([vpcd_reader.reader], timeout=10)
+    assert wait_for_card(vpcd_reader.reader, True, timeout=10)
+    with PcscTransport(vpcd_reader.reader) as t:
+        assert JpkiClient(t).pin_status("auth") == 3
+
+
+def stop_pcscd(session: PcscSession) -> None:
+    """Stop the machine's pcscd, for tests of what happens without one (root, CI only)."""
+    if session.started is None and not pcsc_required():
+        pytest.skip("stops pcscd: only done on a pcscd this run started, or in CI")
     if not pcscd.is_root():
-        pytest.skip("restarting pcscd needs root")
-    if pcscd_session.started is not None:
-        pcscd_session.started.stop()
+        pytest.skip("stopping and starting pcscd needs root")
+    if session.started is not None:
+        session.started.stop()
+        session.started = None
     else:
         pid = pcscd.running_pid()
         if pid is None:
@@ -188,13 +201,31 @@ def test_bridge_comes_back_after_pcscd_restarts(
         while pcscd.is_running() and time.monotonic() < deadline:
             time.sleep(0.05)
     assert not pcscd.is_running()
-    assert vpcd_reader.bridge.attached.wait(0) is False or _detached(vpcd_reader)
-    # from here on this session owns pcscd (and stops it at the end)
-    pcscd_session.started = pcscd.Pcscd(log_path=tmp_path / "pcscd.log").start()
-    pcscd.wait_for_readers([vpcd_reader.reader], timeout=10)
-    assert wait_for_card(vpcd_reader.reader, True, timeout=10)
-    with PcscTransport(vpcd_reader.reader) as t:
-        assert JpkiClient(t).pin_status("auth") == 3
+
+
+@pytest.mark.pcsc
+def test_serve_starts_pcscd_when_none_runs_and_stops_it(
+    pcscd_session: PcscSession, jpki_state: CardState, tmp_path: Path
+) -> None:
+    """The README's one step on a fresh machine: no pcscd yet, `jpki-sim serve` as root."""
+    stop_pcscd(pcscd_session)
+    card = tmp_path / "card.json"
+    new_store(jpki_state, card)
+    server = ServeProcess([str(card), "--vpcd", SLOT1])
+    try:
+        server.wait_ready()
+        assert "started pcscd (pid " in server.stderr_text()
+        reader = pcscd_session.reader_for_port(PORTS[1])
+        with PcscTransport(reader) as t:
+            assert JpkiClient(t).pin_status("sign") == 5
+        assert server.terminate() == 0
+        assert not pcscd.is_running()  # the pcscd it started went with it
+    finally:
+        server.kill()
+        # give the rest of the session its pcscd back
+        if not pcscd.is_running():
+            pcscd_session.started = pcscd.Pcscd(log_path=tmp_path / "pcscd.log").start()
+            pcscd.wait_for_readers(pcscd_session.readers, timeout=10)
 
 
 def _detached(card: ServedCard, timeout: float = 5.0) -> bool:
