@@ -74,6 +74,13 @@ def test_interactive_session(session) -> None:  # type: ignore[no-untyped-def]
     child.expect_exact("2 tries left (of 3)")
     child.expect_exact(PROMPT_JPKI)
 
+    # Ctrl-C at the hidden PIN prompt cancels the command, nothing else
+    child.sendline("verify sign")
+    child.expect_exact("sign PIN:")
+    child.sendcontrol("c")
+    child.expect_exact("error: cancelled")
+    child.expect_exact(PROMPT_JPKI)
+
     # the PIN asked for, hidden: it must not be echoed
     child.sendline("verify auth")
     child.expect_exact("auth PIN:")

@@ -11,6 +11,7 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
 
+from jpki_sim.shell.registry import ShellError
 from jpki_sim.shell.session import Shell
 
 #: lines that carry a PIN are kept out of the history file
@@ -78,7 +79,10 @@ def run_interactive(shell: Shell) -> int:
     secret_session: PromptSession[str] = PromptSession(is_password=True)
 
     def ask_secret(label: str) -> str:
-        return secret_session.prompt(label)
+        try:
+            return secret_session.prompt(label)
+        except (EOFError, KeyboardInterrupt):
+            raise ShellError("cancelled") from None
 
     shell.ask_secret = ask_secret
     shell.print(f"jpki-sim shell on {shell.target.transport.name}. "
@@ -91,5 +95,8 @@ def run_interactive(shell: Shell) -> int:
             continue
         except EOFError:
             return 0
-        if not shell.run_line(line):
-            return 0
+        try:
+            if not shell.run_line(line):
+                return 0
+        except KeyboardInterrupt:
+            shell.print("interrupted")
