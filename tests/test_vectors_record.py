@@ -203,3 +203,56 @@ def test_cli_record_bad_input(tmp_path: Path) -> None:
                           timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == "jpki-sim: error: the trace has no exchanges to record"
+
+
+# ---------------------------------------------------------------- any session records faithfully
+
+_J = "00A4040C0AD392F000260100000001"
+_H = "00A4040C0AD3921000310001010408"
+_USEFUL = [
+    _J, _H, "00A4000C", "00CA5F5100", "00200080", "00200098", "0020009B", "00200091",
+    "0020008004" + b"1234".hex(), "0020008004" + b"9999".hex(), "002000800631323334",
+    "0020008006" + b"ABC123".hex(), "00240180045678", "0024018004" + b"4321".hex(),
+    "802A008033" + DIGEST.hex() + "00", "802A0097" + "20" + "11" * 32 + "00",
+    "802A049A20" + "22" * 32 + "00", "00B0000000", "00B0000004", "00B0880003",
+    "00B08A0000", "00B0810004", "00B0000100", "00B07FFF01", "00B00000000000",
+] + [f"00A4020C02{fid}" for fid in ("0001", "0002", "0006", "0008", "000A", "000B", "0011",
+                                        "0017", "0018", "001A", "001B", "0003")]
+
+
+def _commands() -> Any:
+    from hypothesis import strategies as st
+
+    from jpki_sim import strategies as jst
+
+    useful = st.sampled_from(_USEFUL).map(bytes.fromhex)
+    iso = jst.raw_command_apdus(max_data=24).map(
+        lambda c: bytes((c[0] & 0x8C,)) + c[1:]  # mostly the card's own classes
+    )
+    return st.lists(st.one_of(useful, useful, useful, iso, jst.malformed_apdus()),
+                    min_size=1, max_size=25)
+
+
+def test_any_session_records_into_a_vector_that_passes(tmp_path_factory: Any) -> None:
+    """Whatever a session sends, its recording replays on a fresh card of the profile."""
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=40, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(_commands())
+    def check(commands: list[bytes]) -> None:
+        card, _store = profiles.card("default")
+        path = tmp_path_factory.mktemp("prop") / "t.jsonl"
+        with trace.TraceWriter(path) as writer:
+            transport = trace.TracingTransport(InProcessTransport(card), writer)
+            for i, command in enumerate(commands):
+                if i % 7 == 6:
+                    transport.reset()
+                transport.transmit(command)
+        rec = recorder.record(trace.load(path), vector_id="prop")
+        vector = loader.loads(rec.dumps()).vectors[0]
+        result = runner.play(vector, InProcessTarget())
+        assert result.status == runner.PASSED, "\n".join(result.diff)
+
+    check()

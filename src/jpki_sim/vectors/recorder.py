@@ -156,9 +156,7 @@ def _xfer_step(e: Xfer, view: _View, rec: Recording) -> tuple[dict[str, Any], bo
                             "sw": f"{sw:04X}"}
     changes = False
     if apdu is None:
-        if data:
-            step["data"] = data.hex().upper()
-        return step, changes
+        return _with_data(step, data), changes
     cla_group, ins, p1, p2 = apdu.cla & 0xE0, apdu.ins, apdu.p1, apdu.p2
     ef = view.ef
     if cla_group == 0x00 and ins == 0xA4 and sw == 0x9000:
@@ -177,31 +175,41 @@ def _xfer_step(e: Xfer, view: _View, rec: Recording) -> tuple[dict[str, Any], bo
         return step, changes
     elif cla_group == 0x00 and ins in (0x20, 0x24) and apdu.data:
         pin = PIN_NAMES.get((view.application or b"", _ef_by_p2(view, p2) or -1))
-        if pin is not None:
-            header = command[:4].hex().upper()
-            if ins == 0x20:
-                accepted = sw == 0x9000 or sw == 0x6984
-                step["command"] = header + ("{pin:%s}" if accepted else "{wrong-pin:%s}") % pin
-                changes = not accepted
-                rec.note("PIN")
-            elif e.redacted:
+        header = command[:4].hex().upper()
+        compared = sw == 0x9000 or sw == 0x6984 or sw & 0xFFF0 == 0x63C0
+        if ins == 0x20 and compared:
+            if pin is None:
+                raise UserError(f"a VERIFY ({command.hex().upper()}) of a PIN the recorder "
+                                "cannot tell (the trace lacks the SELECT before it)")
+            accepted = sw in (0x9000, 0x6984)
+            step["command"] = header + ("{pin:%s}" if accepted else "{wrong-pin:%s}") % pin
+            changes = not accepted
+            rec.note("PIN")
+        elif ins == 0x24 and sw == 0x9000:
+            changes = True
+            if e.redacted:
+                if pin is None:
+                    raise UserError(f"a PIN change ({command.hex().upper()}) of a PIN the "
+                                    "recorder cannot tell")
                 step["command"] = header + CHANGE_PLACEHOLDER % pin
-                changes = True
                 rec.note("PIN change (new value unknown: changed to the same PIN)")
-            else:
-                changes = True
+        # refused before any comparison (6A88, 6700, 6982, ...): the card never
+        # looked at the value, so the redacted bytes replay as well as the real ones
+        if "{" not in step["command"]:
+            return _with_data(step, data), changes
     elif cla_group == 0x80 and ins == 0x2A and sw == 0x9000:
         key = KEY_NAMES.get(_ef_by_p2(view, p2) or -1)
         if key is not None and len(data) == 256:
             step["check"] = ["len:256", f"signature-verifies:{key}"]
             rec.note("signature")
             return step, changes
-    if e.redacted and "{" not in step["command"]:
-        raise UserError(f"a redacted command ({step['command']}) that cannot be replayed: "
-                        "record the trace with --trace-keep-pins")
+    return _with_data(step, data), changes
+
+
+def _with_data(step: dict[str, Any], data: bytes) -> dict[str, Any]:
     if data:
         step["data"] = data.hex().upper()
-    return step, changes
+    return step
 
 
 def _mask_read(step: dict[str, Any], ef: int | None, application: bytes | None, offset: int,
