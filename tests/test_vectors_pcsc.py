@@ -112,3 +112,36 @@ def test_replayed_trace_through_vpcd(pcscd_session: object, tmp_path: Path) -> N
         assert replay.divergence is None and replay.player.finished
     finally:
         detach(bridge, reader)
+
+
+def test_cli_replay_serves_a_trace(pcscd_session: object, tmp_path: Path) -> None:
+    """`jpki-sim vectors replay TRACE`: reader software gets the recorded answers, then it ends."""
+    import json
+
+    from jpki_sim.pcsc import PcscTransport
+
+    card, _store = profiles.card("default")
+    path = tmp_path / "session.jsonl"
+    with trace.TraceWriter(path) as writer:
+        recorded = JpkiClient(trace.TracingTransport(InProcessTransport(card), writer))
+        label, presence = recorded.token_label(), recorded.certificate_presence()
+    env = dict(os.environ, **{LOCK_HELD_ENV: "1"})
+    proc = subprocess.Popen([sys.executable, "-m", "jpki_sim", "vectors", "replay", str(path),
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        assert proc.stderr is not None
+        ready = proc.stderr.readline()
+        assert "ready in reader " in ready, ready + proc.stderr.read()
+        reader = ready.rsplit("ready in reader ", 1)[1].strip()
+        with PcscTransport(reader) as transport:
+            client = JpkiClient(transport)
+            assert (client.token_label(), client.certificate_presence()) == (label, presence)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["replayed"] == result["exchanges"] == 5 and result["divergence"] is None

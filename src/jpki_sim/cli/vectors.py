@@ -258,8 +258,9 @@ def replay_trace(args: argparse.Namespace) -> int:
     card = ReplayCard(args.trace)
     session = ServedSession(card, port=args.port, label="replay")
     total = len(card.player.exchanges)
-    if not args.json:
-        print(f"replaying {total} exchanges: ready in reader {session.reader}", flush=True)
+    # the reader's name is what the software under test needs: say it at once
+    print(f"replaying {total} exchanges: ready in reader {session.reader}", flush=True,
+          file=sys.stderr if args.json else sys.stdout)
     try:
         while card.divergence is None and not card.player.finished:
             time.sleep(0.05)
