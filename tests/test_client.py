@@ -15,6 +15,7 @@ from jpki_sim import jpki
 from jpki_sim.apdu import CommandApdu
 from jpki_sim.client import BasicInfo, JpkiClient, decode_basic_info, decode_my_number, der_length
 from jpki_sim.errors import ApduError, PinError
+from jpki_sim.state import CardState
 
 SELECT_JPKI = "00A4040C0AD392F000260100000001"
 SELECT_HELPER = "00A4040C0AD3921000310001010408"
@@ -340,8 +341,11 @@ def test_bad_mode_refused() -> None:
 # ---------------------------------------------------------------- against the in-process card
 
 
+ClientAndState = tuple[JpkiClient, CardState]
+
+
 @pytest.fixture
-def card_client() -> tuple[JpkiClient, object]:
+def card_client() -> ClientAndState:
     from pathlib import Path
 
     from jpki_sim.inprocess import InProcessTransport
@@ -353,8 +357,9 @@ def card_client() -> tuple[JpkiClient, object]:
     return JpkiClient(InProcessTransport(build_card(store))), state
 
 
-def test_in_process_certificates_are_the_issued_bytes(card_client) -> None:  # type: ignore[no-untyped-def]
+def test_in_process_certificates_are_the_issued_bytes(card_client: ClientAndState) -> None:
     client, state = card_client
+    assert state.auth is not None and state.sign is not None
     assert client.read_certificate("auth") == state.auth.cert_der
     assert client.read_certificate("auth-ca") == state.auth_ca_der
     assert client.read_certificate("sign-ca") == state.sign_ca_der
@@ -365,7 +370,7 @@ def test_in_process_certificates_are_the_issued_bytes(card_client) -> None:  # t
     assert client.read_certificate("sign") == state.sign.cert_der
 
 
-def test_in_process_pins(card_client) -> None:  # type: ignore[no-untyped-def]
+def test_in_process_pins(card_client: ClientAndState) -> None:
     client, _state = card_client
     assert client.pin_status("auth") == 3
     with pytest.raises(PinError) as exc:
@@ -384,12 +389,12 @@ def test_in_process_pins(card_client) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("scheme", range(6))
-def test_in_process_signatures_verify(card_client, scheme: int) -> None:  # type: ignore[no-untyped-def]
+def test_in_process_signatures_verify(card_client: ClientAndState, scheme: int) -> None:
     import hashlib
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, utils
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
     from jpki_sim.signing import digest_info
 
@@ -400,7 +405,9 @@ def test_in_process_signatures_verify(card_client, scheme: int) -> None:  # type
     data = {0: digest_info("sha256", digest), 2: digest, 4: digest}.get(scheme, message)
     sig = client.sign("auth", data, scheme=scheme)
     assert len(sig) == 256
+    assert state.auth is not None
     public = x509.load_der_x509_certificate(state.auth.cert_der).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
     if scheme == 1:
         assert public.recover_data_from_signature(sig, padding.PKCS1v15(), None) == digest
     elif scheme in (4, 5):
@@ -410,7 +417,7 @@ def test_in_process_signatures_verify(card_client, scheme: int) -> None:  # type
         public.verify(sig, message, padding.PKCS1v15(), hashes.SHA256())
 
 
-def test_in_process_helper_application(card_client) -> None:  # type: ignore[no-untyped-def]
+def test_in_process_helper_application(card_client: ClientAndState) -> None:
     client, state = card_client
     with pytest.raises(ApduError):
         client.my_number()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +27,7 @@ UP = "\x1b[A"
 
 
 @pytest.fixture
-def session(tmp_path: Path):  # type: ignore[no-untyped-def]
+def session(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
     card = tmp_path / "card.json"
     shutil.copyfile(CARD, card)
     env = dict(os.environ)
@@ -45,7 +47,7 @@ def session(tmp_path: Path):  # type: ignore[no-untyped-def]
         child.terminate(force=True)
 
 
-def test_interactive_session(session) -> None:  # type: ignore[no-untyped-def]
+def test_interactive_session(session: tuple[Any, Path]) -> None:
     child, tmp_path = session
     child.expect_exact("'help' lists the commands")
     child.expect_exact(PROMPT_NONE)
@@ -121,7 +123,7 @@ def test_interactive_session(session) -> None:  # type: ignore[no-untyped-def]
     assert "0000" not in history  # lines with a PIN stay out of the history file
 
 
-def test_history_survives_a_restart(session) -> None:  # type: ignore[no-untyped-def]
+def test_history_survives_a_restart(session: tuple[Any, Path]) -> None:
     child, tmp_path = session
     child.expect_exact(PROMPT_NONE)
     child.sendline("token-info")
@@ -150,7 +152,7 @@ def test_history_survives_a_restart(session) -> None:  # type: ignore[no-untyped
         again.close(force=True)
 
 
-def test_tab_lists_ambiguous_choices(session) -> None:  # type: ignore[no-untyped-def]
+def test_tab_lists_ambiguous_choices(session: tuple[Any, Path]) -> None:
     child, _ = session
     child.expect_exact(PROMPT_NONE)
     child.send("read-cert a\t")
