@@ -249,10 +249,11 @@ def do_apdu(shell: Shell, args: argparse.Namespace) -> Outcome | None:
         raise ShellError(str(exc)) from None
     client = shell.client
     if client.mode == "auto":
+        from jpki_sim.errors import ApduError
+
         try:
-            resp = client.transmit_apdu(command_bytes)
-            full = resp.to_bytes()
-        except Exception:
+            full = client.transmit_apdu(command_bytes).to_bytes()
+        except ApduError:  # a response without a status word: shown as it came
             full = client.last_exchanges[-1].response if client.last_exchanges else b""
     else:
         full = client.transmit_raw(command_bytes)
