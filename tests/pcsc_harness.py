@@ -209,10 +209,14 @@ def vpcd_slot0(pcscd_session: PcscSession, jpki_state: CardState,
 @pytest.fixture
 def vpcd_reader(vpcd_slot0: ServedCard, fresh_store: CardStore) -> ServedCard:
     """The test's own fresh card (``.store``) in vpcd slot 0; ``.reader`` is its PC/SC name."""
+    from jpki_sim.pcsc import wait_for_card
     from jpki_sim.profile import build_card
 
     vpcd_slot0.insert(build_card(fresh_store))
     vpcd_slot0.store = fresh_store
+    # after a pcscd restart by an earlier test the bridge needs a moment to come back
+    if not wait_for_card(vpcd_slot0.reader, True, timeout=10):
+        pytest.fail(f"the slot-0 card did not come back into {vpcd_slot0.reader!r}")
     return vpcd_slot0
 
 

@@ -205,7 +205,7 @@ def stop_pcscd(session: PcscSession) -> None:
 
 @pytest.mark.pcsc
 def test_serve_starts_pcscd_when_none_runs_and_stops_it(
-    pcscd_session: PcscSession, jpki_state: CardState, tmp_path: Path
+    pcscd_session: PcscSession, vpcd_slot0: ServedCard, jpki_state: CardState, tmp_path: Path
 ) -> None:
     """The README's one step on a fresh machine: no pcscd yet, `jpki-sim serve` as root."""
     stop_pcscd(pcscd_session)
@@ -226,6 +226,8 @@ def test_serve_starts_pcscd_when_none_runs_and_stops_it(
         if not pcscd.is_running():
             pcscd_session.started = pcscd.Pcscd(log_path=tmp_path / "pcscd.log").start()
             pcscd.wait_for_readers(pcscd_session.readers, timeout=10)
+        # and the session's slot-0 card, which reconnects by itself
+        assert wait_for_card(vpcd_slot0.reader, True, timeout=10)
 
 
 def _detached(card: ServedCard, timeout: float = 5.0) -> bool:
