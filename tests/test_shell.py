@@ -516,3 +516,20 @@ def test_tlv_of_the_helper_application_is_decoded(shell: Shell) -> None:
     assert "  TLV:" in text and "FF20 5D" in text
     assert 'DF24 08  3139393330333331  "19930331"' in text
     assert '"番号 花子"' in text
+
+
+def test_completion_of_file_names(
+    shell: Shell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "letter.txt").write_text("x")
+    (tmp_path / "data.bin").write_bytes(b"x")
+    (tmp_path / ".hidden").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert shell.complete("sign d") == ["data.bin", "docs/"]
+    assert shell.complete("sign docs/") == ["docs/letter.txt"]
+    assert shell.complete("sign --key sign docs/l") == ["docs/letter.txt"]
+    assert shell.complete("read-cert auth --out da") == ["data.bin"]
+    assert shell.complete("trace start d") == ["data.bin", "docs/"]
+    assert ".hidden" not in shell.complete("sign ")
+    assert shell.complete("sign nothing-like-this") == []

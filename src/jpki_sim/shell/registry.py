@@ -58,10 +58,12 @@ class CommandSpec:
     #: completions for each positional argument, in order
     positional: list[Completion] = field(default_factory=list)
 
-    def completions(self, shell: Shell, index: int) -> list[str]:
+    def completions(self, shell: Shell, index: int, word: str = "") -> list[str]:
         if index >= len(self.positional):
             return []
         source = self.positional[index]
+        if source is PATHS:
+            return path_completions(word)
         values = source(shell) if callable(source) else source
         return list(values)
 
@@ -70,6 +72,28 @@ class CommandSpec:
         for action in self.parser._actions:
             opts += [o for o in action.option_strings if o.startswith("--")]
         return opts
+
+
+def PATHS(shell: Shell) -> Iterable[str]:  # noqa: N802  (a marker: complete file names)
+    return []
+
+
+def path_completions(word: str) -> list[str]:
+    """Files and folders whose path starts with ``word`` (folders end with /)."""
+    import os
+
+    folder, _, prefix = word.rpartition("/")
+    base = folder + "/" if folder or word.startswith("/") else ""
+    try:
+        names = sorted(os.listdir(os.path.expanduser(folder) if folder else "."))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        if name.startswith(prefix) and (prefix.startswith(".") or not name.startswith(".")):
+            path = base + name
+            out.append(path + "/" if os.path.isdir(os.path.expanduser(path)) else path)
+    return out
 
 
 COMMANDS: dict[str, CommandSpec] = {}

@@ -61,8 +61,10 @@ class ShellCompleter(Completer):
         before = document.text_before_cursor
         word = document.get_word_before_cursor(WORD=True)
         for candidate in self.shell.complete(before):
-            # a trailing space, as shells do: the next word can be typed at once
-            yield Completion(candidate + " ", start_position=-len(word), display=candidate)
+            # a trailing space, as shells do, so the next word can be typed at once
+            # (not after a folder: its contents come next)
+            text = candidate if candidate.endswith("/") else candidate + " "
+            yield Completion(text, start_position=-len(word), display=candidate)
 
 
 def run_interactive(shell: Shell) -> int:

@@ -242,6 +242,10 @@ class Shell:
         if spec is None:
             return []
         word = tokens[-1]
+        if len(tokens) >= 3 and tokens[-2] == "--out":
+            from jpki_sim.shell.registry import path_completions
+
+            return path_completions(word)
         if word.startswith("-"):
             return [o for o in spec.options() if o.startswith(word)]
         # the index of this positional, skipping options and their values
@@ -256,7 +260,7 @@ class Shell:
                                "--scheme", "--offset")
                 continue
             index += 1
-        return [c for c in spec.completions(self, index) if c.startswith(word)]
+        return [c for c in spec.completions(self, index, word) if c.startswith(word)]
 
     # ------------------------------------------------------------ card names
 

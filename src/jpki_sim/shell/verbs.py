@@ -20,6 +20,7 @@ from jpki_sim.shell import render
 from jpki_sim.shell.apdu_text import ApduTextError, parse_apdu_text
 from jpki_sim.shell.registry import (
     COMMANDS,
+    PATHS,
     CommandSpec,
     Outcome,
     ShellArgParser,
@@ -169,7 +170,7 @@ def _trace_setup(p: ShellArgParser) -> None:
 
 
 @command("trace", "write exchanges to a JSON Lines trace: trace start FILE | trace stop",
-         card=False, setup=_trace_setup, positional=[("start", "stop", "status")])
+         card=False, setup=_trace_setup, positional=[("start", "stop", "status"), PATHS])
 def do_trace(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     from jpki_sim.trace import TraceWriter
 
@@ -491,7 +492,7 @@ def _sign_setup(p: ShellArgParser) -> None:
 
 
 @command("sign", "COMPUTE DIGITAL SIGNATURE over a file or text, then check it with the cert",
-         setup=_sign_setup, positional=[lambda s: []])
+         setup=_sign_setup, positional=[PATHS])
 def do_sign(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     from jpki_sim.signing import digest_info
 
