@@ -138,7 +138,7 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
             "pcscd is not running: start it with `sudo pcscd -f &` "
             "(or run `sudo jpki-sim serve`, which starts it)"
         )
-    daemon = pcscd.Pcscd(debug=args.verbose >= 3)
+    daemon = pcscd.Pcscd()
     try:
         daemon.start()
     except pcscd.PcscdError as exc:
