@@ -67,6 +67,11 @@ class CommandSpec:
         values = source(shell) if callable(source) else source
         return list(values)
 
+    def value_options(self) -> set[str]:
+        """Options followed by a value (``--key auth``), not flags (``--raw``)."""
+        return {o for a in self.parser._actions if a.option_strings and a.nargs != 0
+                for o in a.option_strings}
+
     def options(self) -> list[str]:
         opts: list[str] = []
         for action in self.parser._actions:

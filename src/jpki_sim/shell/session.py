@@ -256,8 +256,7 @@ class Shell:
                 skip = False
                 continue
             if tok.startswith("--"):
-                skip = tok in ("--expect-sw", "--expect-data", "--hash", "--key", "--out",
-                               "--scheme", "--offset")
+                skip = tok in spec.value_options()
                 continue
             index += 1
         return [c for c in spec.completions(self, index, word) if c.startswith(word)]
