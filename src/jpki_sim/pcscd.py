@@ -237,7 +237,7 @@ class Pcscd:
         if is_running():
             raise PcscdError("pcscd is already running; use it instead of starting another")
         cmd = self.command()
-        out = open(self.log_path, "ab") if self.log_path is not None else subprocess.DEVNULL
+        out = open(self.log_path, "wb") if self.log_path is not None else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
                 cmd,

@@ -138,13 +138,16 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
             "pcscd is not running: start it with `sudo pcscd -f &` "
             "(or run `sudo jpki-sim serve`, which starts it)"
         )
-    daemon = pcscd.Pcscd()
+    import tempfile
+
+    log_path = Path(tempfile.gettempdir()) / "jpki-sim-pcscd.log"
+    daemon = pcscd.Pcscd(log_path=log_path)
     try:
         daemon.start()
     except pcscd.PcscdError as exc:
         raise UserError(str(exc)) from None
-    print(f"started pcscd (pid {daemon.pid}); it stops when serve stops", file=sys.stderr,
-          flush=True)
+    print(f"started pcscd (pid {daemon.pid}, log {log_path}); it stops when serve stops",
+          file=sys.stderr, flush=True)
     return daemon
 
 
