@@ -161,7 +161,11 @@ def _header(index: int, step: Any, command: bytes | None = None) -> str:
 
     where = f"step {index} (line {step.line})"
     if command is not None:
-        return f"{where}: >> {command.hex().upper()}  [{describe_command(command)}]"
+        try:
+            name = describe_command(command)
+        except Exception:  # a malformed command has no name; the diff must still show
+            name = f"malformed, {len(command)} bytes"
+        return f"{where}: >> {command.hex().upper()}  [{name}]"
     if isinstance(step, Power):
         return f"{where}: {step.kind}"
     if isinstance(step, Admin):
