@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -140,7 +141,10 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
         )
     import tempfile
 
-    log_path = Path(tempfile.gettempdir()) / "jpki-sim-pcscd.log"
+    # a new private file each time: a fixed name in /tmp could be a planted symlink
+    fd, name = tempfile.mkstemp(prefix="jpki-sim-pcscd-", suffix=".log")
+    os.close(fd)
+    log_path = Path(name)
     daemon = pcscd.Pcscd(log_path=log_path)
     try:
         daemon.start()
