@@ -55,9 +55,11 @@ def unavailable(reason: str) -> None:
 
 def _take_lock(timeout: float = 600.0) -> Any:
     """Wait for other test runs on this machine to finish with pcscd's readers."""
-    lock = open(LOCK_PATH, "a")  # noqa: SIM115
+    # O_NOFOLLOW: never chmod or lock through a symlink someone planted in /tmp
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    lock = os.fdopen(fd, "r+")
     try:
-        os.chmod(LOCK_PATH, 0o666)  # let other users' runs take turns too
+        os.fchmod(fd, 0o666)  # let other users' runs take turns too
     except PermissionError:
         pass
     deadline = time.monotonic() + timeout
