@@ -170,8 +170,9 @@ def _play(vectors: list[Any], target: Any, args: argparse.Namespace) -> Any:
     marks = {runner.PASSED: "[green]PASS[/]", runner.FAILED: "[bold red]FAIL[/]",
              runner.SKIPPED: "[yellow]SKIP[/]"}
 
+    # a progress bar only where someone watches it (logs and pipes get the lines alone)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  console=out, transient=True) as progress:
+                  console=out, transient=True, disable=not out.is_terminal) as progress:
         task = progress.add_task(f"vectors on {escape(target.name)}", total=len(vectors))
 
         def show(r: runner.VectorResult) -> None:

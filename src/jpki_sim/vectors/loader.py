@@ -56,8 +56,14 @@ def default_paths() -> list[Path]:
         return [Path(env)]
     here = Path(__file__).resolve()
     for parent in here.parents:
-        if (parent / "pyproject.toml").is_file() and (parent / "vectors").is_dir():
-            return [parent / "vectors"]
+        project = parent / "pyproject.toml"
+        if project.is_file() and (parent / "vectors").is_dir():
+            try:
+                ours = 'name = "jpki-sim"' in project.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                ours = False
+            if ours:
+                return [parent / "vectors"]
     if BUNDLED.is_dir():
         return [BUNDLED]
     raise VectorError(
