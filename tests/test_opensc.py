@@ -153,9 +153,11 @@ def test_read_certificates_returns_the_card_files_der(
 # ---------------------------------------------------------------- pkcs11-tool
 
 
-def pkcs11_sign(token: str, pin: str, key_id: str, message: Path, out: Path,
+def pkcs11_sign(token: str | None, pin: str, key_id: str, message: Path, out: Path,
                 env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run(["pkcs11-tool", "--module", PKCS11_MODULE, "--token-label", token, "--login",
+    """pkcs11-tool --sign; token None: the first slot with a token, as the README shows."""
+    which = ["--token-label", token] if token else []
+    return run(["pkcs11-tool", "--module", PKCS11_MODULE, *which, "--login",
                 "--pin", pin, "--sign", "-m", "SHA256-RSA-PKCS", "--id", key_id,
                 "-i", str(message), "-o", str(out)], env, check=check)
 
@@ -173,7 +175,8 @@ def test_pkcs11_signs_with_the_auth_key(card: ServedCard, jpki_only: dict[str, s
     message = tmp_path / "message.txt"
     message.write_bytes(b"login to a government portal\n")
     sig = tmp_path / "auth.sig"
-    pkcs11_sign(AUTH_TOKEN, jpki.DEFAULT_PINS["auth"], "01", message, sig, jpki_only)
+    # exactly the README's command: the first token is the auth PIN's
+    pkcs11_sign(None, jpki.DEFAULT_PINS["auth"], "01", message, sig, jpki_only)
     verify_signature(cert_of(card, "auth"), message.read_bytes(), sig.read_bytes())
 
 
