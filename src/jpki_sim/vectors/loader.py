@@ -34,7 +34,7 @@ from jpki_sim.vectors.model import (
 )
 
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9.+-]*")
-VECTOR_KEYS = {"vector", "purpose", "profile", "date", "tries", "destructive"}
+VECTOR_KEYS = {"vector", "purpose", "profile", "date", "tries", "destructive", "emulated"}
 XFER_KEYS = {"event", "command", "sw", "data", "match", "check", "collect", "note",
              "response", "t", "duration", "redacted"}
 #: where the vectors shipped with the package live (a copy of the repository's vectors/)
@@ -180,11 +180,13 @@ def _vector(obj: dict[str, Any], lineno: int, feature: str, path: Path) -> Vecto
         for k, n in tries.items()
     ):
         raise VectorError(f"{lineno}: tries must map auth/sign/helper to 0..15")
-    destructive = obj.get("destructive", False)
-    if not isinstance(destructive, bool):
-        raise VectorError(f"{lineno}: destructive must be true or false")
-    return Vector(vid, purpose.strip(), profile, on, dict(tries), destructive, [], feature,
-                  path, lineno)
+    flags = {}
+    for key in ("destructive", "emulated"):
+        flags[key] = obj.get(key, False)
+        if not isinstance(flags[key], bool):
+            raise VectorError(f"{lineno}: {key} must be true or false")
+    return Vector(vid, purpose.strip(), profile, on, dict(tries), flags["destructive"],
+                  flags["emulated"], [], feature, path, lineno)
 
 
 def _hex(value: Any, what: str, lineno: int) -> bytes:

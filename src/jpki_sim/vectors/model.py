@@ -133,6 +133,9 @@ class Vector:
     tries: dict[str, int] = field(default_factory=dict)
     #: changes a card irreversibly (wrong PINs, changed PINs): real cards only with --destructive
     destructive: bool = False
+    #: checks data only the emulated profile has (the holder's facts, the 2048-byte
+    #: certificate EFs): skipped against a card in a reader
+    emulated: bool = False
     steps: list[Step] = field(default_factory=list)
     feature: str = ""
     path: Path | None = None
@@ -144,8 +147,8 @@ class Vector:
 
     @property
     def needs_setup(self) -> bool:
-        """True when only an emulated card can play it (preset counters, admin steps)."""
-        return bool(self.tries) or any(isinstance(s, Admin) for s in self.steps)
+        """True when only an emulated card can play it (preset counters, admin steps, its data)."""
+        return self.emulated or bool(self.tries) or any(isinstance(s, Admin) for s in self.steps)
 
     @property
     def pins_used(self) -> set[tuple[str, str]]:

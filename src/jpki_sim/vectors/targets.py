@@ -335,9 +335,10 @@ class ReaderTarget(Target):
         if sign_pin and presence[:1] == b"\x8f":
             from jpki_sim.client import JpkiClient
 
+            client = JpkiClient(self.transport)  # one client: no re-SELECT between the two
             try:
-                JpkiClient(self.transport).verify_pin("sign", sign_pin)
-                self.facts.certificates["sign"] = self._read_cert("0001")
+                client.verify_pin("sign", sign_pin)
+                self.facts.certificates["sign"] = client.read_certificate("sign")
             except Exception as exc:
                 raise TargetError(f"cannot read the signature certificate: {exc}") from None
         self.transport.reset()
@@ -350,14 +351,16 @@ class ReaderTarget(Target):
         return Fingerprint(presence, tuple(tries), expired)  # type: ignore[arg-type]
 
     def play_date(self, vector: Vector) -> date:
-        return vector.date or self.today
+        return self.today
 
     def skip_reason(self, vector: Vector, destructive: bool) -> str | None:
         limit = pcsc_limit(vector)
         if limit is not None:
             return limit
+        if vector.date is not None:
+            return f"plays its profile's card as of {vector.date}; a card in a reader lives today"
         if vector.needs_setup:
-            return "needs an emulated card (preset PIN counters or admin steps)"
+            return "needs an emulated card (preset PIN counters, admin steps or its own data)"
         if vector.destructive and not destructive:
             return "changes the card irreversibly (run with --destructive)"
         missing = sorted({name for _kind, name in vector.pins_used if name not in self.pins})
