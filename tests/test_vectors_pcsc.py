@@ -22,7 +22,12 @@ from jpki_sim.signing import digest_info
 from jpki_sim.vectors import loader, profiles, runner
 from jpki_sim.vectors.model import Vector
 from jpki_sim.vectors.replay import ReplayCard
-from jpki_sim.vectors.targets import LOCK_HELD_ENV, ReaderTarget, ServedTarget
+from jpki_sim.vectors.targets import (
+    LOCK_HELD_ENV,
+    InProcessTarget,
+    ReaderTarget,
+    ServedTarget,
+)
 from pcsc_harness import PORTS, attach, detach
 
 pytestmark = pytest.mark.pcsc
@@ -166,3 +171,82 @@ def test_cli_run_reader(vpcd_reader: object) -> None:
     assert status["sign-sign-scheme-04"] == "passed"  # signatures checked with the card's cert
     assert status["auth-pin-countdown-to-blocked"] == "skipped"
     assert status["helper-my-number-exact"] == "skipped"
+
+
+class _TracedCard:
+    """A card that writes everything it answers to a trace (as ``serve --trace`` does)."""
+
+    def __init__(self, card: object, writer: trace.TraceWriter) -> None:
+        self.inner = card
+        self.writer = writer
+
+    @property
+    def atr(self) -> bytes:
+        return self.inner.atr  # type: ignore[attr-defined,no-any-return]
+
+    def power_on(self) -> bytes:
+        atr: bytes = self.inner.power_on()  # type: ignore[attr-defined]
+        self.writer.reset(atr, "cold")
+        return atr
+
+    def power_off(self) -> None:
+        self.inner.power_off()  # type: ignore[attr-defined]
+        self.writer.power_off()
+
+    def reset(self) -> bytes:
+        atr: bytes = self.inner.reset()  # type: ignore[attr-defined]
+        self.writer.reset(atr, "warm")
+        return atr
+
+    def process(self, apdu: bytes) -> bytes:
+        response: bytes = self.inner.process(apdu)  # type: ignore[attr-defined]
+        self.writer.xfer(apdu, response)
+        return response
+
+
+@pytest.mark.opensc
+def test_opensc_session_recorded_and_replayed(pcscd_session: object, tmp_path: Path) -> None:
+    """OpenSC against a card: record it, the vectors pass on a fresh card, OpenSC replays it."""
+    from pcsc_harness import opensc_available
+
+    if not opensc_available():
+        pytest.skip("OpenSC's tools are not installed")
+    reader = pcscd_session.reader_for_port(PORTS[1])  # type: ignore[attr-defined]
+    env = dict(os.environ, OPENSC_DRIVER="jpki")
+
+    def opensc() -> list[str]:
+        outs = []
+        for args in (["--list-certificates"], ["--read-certificate", "01"]):
+            done = subprocess.run(["pkcs15-tool", "--reader", reader, *args], env=env,
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stdout + done.stderr
+            outs.append(done.stdout)
+        return outs
+
+    path = tmp_path / "opensc.jsonl"
+    card, _store = profiles.card("default")
+    with trace.TraceWriter(path, card=reader) as writer:
+        bridge = attach(_TracedCard(card, writer), PORTS[1], reader)
+        try:
+            first = opensc()
+        finally:
+            detach(bridge, reader)
+    assert "User Authentication Certificate" in first[0]
+    assert first[1].startswith("-----BEGIN CERTIFICATE-----")
+
+    from jpki_sim.vectors import recorder
+
+    out = tmp_path / "opensc-vectors.jsonl"
+    recorder.record_file(path, out)
+    (vector,) = loader.all_vectors(loader.load_suite([out]))
+    # a fresh factory: other keys, other serials than the recorded card
+    assert runner.play(vector, InProcessTarget(profiles.CardFactory())).status == runner.PASSED
+
+    replay = ReplayCard(path)
+    bridge = attach(replay, PORTS[1], reader)
+    try:
+        again = opensc()
+    finally:
+        detach(bridge, reader)
+    assert replay.divergence is None, str(replay.divergence)
+    assert again == first
