@@ -15,6 +15,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from jpki_sim import jpki
+from jpki_sim.errors import JpkiSimError
 from jpki_sim.vectors.checks import CardFacts
 from jpki_sim.vectors.model import Admin, Vector
 
@@ -37,7 +38,7 @@ def pcsc_limit(vector: Vector) -> str | None:
     return None
 
 
-class TargetError(Exception):
+class TargetError(JpkiSimError):
     """The target could not do what a step asks (not a card answer: a harness problem)."""
 
 
