@@ -269,6 +269,44 @@ def test_apdus_get_exactly_one_frame_each(vpcd_peer: FakeVpcd) -> None:
         bridge.stop()
 
 
+def test_header_and_payload_in_separate_segments(vpcd_peer: FakeVpcd) -> None:
+    """Debian's vpcd writes the length and the payload with two send() calls."""
+    import time
+
+    card = LogCard()
+    bridge = served(card, vpcd_peer)
+    select = bytes.fromhex("00A4040C02AABB")
+    query = bytes.fromhex("00CA000001")
+    try:
+        # a lone header, then exactly its payload
+        vpcd_peer.send(frame(select)[:2])
+        time.sleep(0.05)  # let the header arrive as its own segment
+        vpcd_peer.send(select)
+        assert vpcd_peer.read_frame() == b"\x90\x00"
+        # a lone header, then its payload together with the next whole message
+        vpcd_peer.send(frame(query)[:2])
+        time.sleep(0.05)
+        vpcd_peer.send(query + frame(bytes([GET_ATR])))
+        assert vpcd_peer.read_frame() == b"\x01\x90\x00"
+        assert vpcd_peer.read_frame() == ATR
+        # a lone header, then its payload in two pieces
+        vpcd_peer.send(frame(query)[:2])
+        time.sleep(0.05)
+        vpcd_peer.send(query[:2])
+        time.sleep(0.05)
+        vpcd_peer.send(query[2:])
+        assert vpcd_peer.read_frame() == b"\x01\x90\x00"
+        # a lone header of an empty message is a whole message: nothing to answer
+        vpcd_peer.send(b"\x00\x00")
+        time.sleep(0.05)
+        vpcd_peer.send(frame(query))
+        assert vpcd_peer.read_frame() == b"\x01\x90\x00"
+        assert vpcd_peer.nothing_pending()
+        assert card.events == [select.hex().upper()] + [query.hex().upper()] * 3
+    finally:
+        bridge.stop()
+
+
 def test_power_events_reach_the_card_between_apdus(vpcd_peer: FakeVpcd) -> None:
     card = LogCard()
     bridge = served(card, vpcd_peer)
