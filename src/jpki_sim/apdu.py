@@ -46,6 +46,24 @@ class CommandApdu:
     @classmethod
     def parse(cls, raw: bytes) -> CommandApdu:
         """Decode a command APDU; raise :class:`MalformedApdu` on bad lengths."""
+        if cls is not CommandApdu or type(raw) is not bytes:
+            return cls._decode(raw)
+        # Clients repeat a few commands over and over (SELECT, READ BINARY at the
+        # same offsets, retry-counter queries) and a CommandApdu is immutable, so
+        # one decoding serves every repeat: this was most of the card's time per
+        # APDU. Bounded; commands that carry a PIN are never kept.
+        apdu = _PARSED.get(raw)
+        if apdu is None:
+            apdu = cls._decode(raw)
+            n = len(raw)
+            if n <= _PARSED_MAX_LEN and (n <= 5 or raw[1] not in _PIN_INS):
+                if len(_PARSED) >= _PARSED_MAX:
+                    _PARSED.clear()
+                _PARSED[raw] = apdu
+        return apdu
+
+    @classmethod
+    def _decode(cls, raw: bytes) -> CommandApdu:
         n = len(raw)
         if n < 4:
             raise MalformedApdu(f"command APDU of {n} bytes: at least 4 needed")
@@ -108,6 +126,13 @@ class CommandApdu:
     def __str__(self) -> str:
         return self.to_bytes().hex(" ").upper()
 
+
+#: CommandApdu.parse's memo of decoded commands (see there)
+_PARSED: dict[bytes, CommandApdu] = {}
+_PARSED_MAX = 512
+_PARSED_MAX_LEN = 32
+#: VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER: their data are PINs
+_PIN_INS = frozenset((0x20, 0x24, 0x2C))
 
 # A frozen dataclass's __init__ sets each field through object.__setattr__, which
 # made building the CommandApdu most of the card's time per APDU (~4 of ~6 us for a

@@ -22,12 +22,15 @@ class UserError(JpkiSimError):
 class CardError(JpkiSimError):
     """Raised inside the card: answer this status word."""
 
+    __slots__ = ("sw", "message")
+
     def __init__(self, sw: int, message: str = "") -> None:
+        # The card raises one of these for every error status word it answers (each
+        # failed SELECT, each empty VERIFY), so it is kept cheap: the text is built
+        # only when read, and BaseException.__new__ has already kept the arguments
+        # (``args``, pickling), so its __init__ is not called again.
         self.sw = sw
         self.message = message
-        # the card raises one of these for every error status word it answers (each
-        # failed SELECT, each empty VERIFY): the text is only built if someone reads it
-        super().__init__()
 
     def __str__(self) -> str:
         return self.message or describe(self.sw)
