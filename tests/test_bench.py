@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from jpki_sim import apdu as apdu_module
 from jpki_sim import jpki
+from jpki_sim.apdu import CommandApdu
 from jpki_sim.profile import build_card
 from jpki_sim.state import CardStore
 from pcsc_harness import PORTS, PcscSession
@@ -145,14 +147,17 @@ def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession) -> None:
     assert_common(doc, ["pcsc", "startup"])
     pcsc = doc["pcsc"]
     assert pcsc["available"] is True and pcsc["skipped"] is None
-    assert pcsc["same_slot"] is True
+    assert pcsc["same_slot"] is True and "9000" in pcsc["ratio_method"]
+    assert isinstance(pcsc["hosting"], str) and isinstance(pcsc["started_pcscd"], bool)
     reader = pcscd_session.reader_for_port(PORTS[1])
     assert pcsc["readers"] == {"card": reader, "null_card": reader}
     assert_figure(pcsc["null_card"], samples=2)
-    assert set(pcsc["commands"]) == IN_PROCESS - {"verify_file"} == set(pcsc["ratios"])
+    commands = IN_PROCESS - {"verify_file"}
+    assert set(pcsc["commands"]) == commands == set(pcsc["ratios"]) == set(pcsc["ratios_vs_9000"])
     for name, fig in pcsc["commands"].items():
         assert_figure(fig, samples=2)
-        assert pcsc["ratios"][name] == pytest.approx(
+        # one slot: no paired samples, so the ratio is that of the medians
+        assert pcsc["ratios"][name] == pcsc["ratios_vs_9000"][name] == pytest.approx(
             fig["apdus_per_s"] / pcsc["null_card"]["per_s"]
         )
     assert_figure(doc["startup"]["serve"], samples=1)
@@ -253,3 +258,33 @@ def test_read_only_apdus_do_not_read_the_card_file(fresh_store: CardStore) -> No
     without_file = [card.process(apdu) for _w, apdu, _sw in read_only_apdus()]
     assert without_file == with_file
     assert not fresh_store.path.exists()
+
+
+def test_parse_memo_gives_equal_immutable_apdus_and_keeps_no_pins() -> None:
+    select = bytes.fromhex("00A4020C02000A")
+    first = CommandApdu.parse(select)
+    again = CommandApdu.parse(bytes(bytearray(select)))  # an equal, distinct bytes object
+    assert first == again == CommandApdu(0x00, 0xA4, 0x02, 0x0C, b"\x00\x0a")
+    assert hash(first) == hash(CommandApdu(0x00, 0xA4, 0x02, 0x0C, b"\x00\x0a"))
+    with pytest.raises(AttributeError):
+        first.p1 = 4  # type: ignore[misc]  # shared between callers, so it must stay frozen
+    assert CommandApdu.parse(bytearray(select)) == first  # unhashable input still parses
+    for pin_apdu in (
+        bytes.fromhex("0020008004") + b"1234",  # VERIFY
+        bytes.fromhex("0024018004") + b"4321",  # CHANGE REFERENCE DATA
+        bytes.fromhex("002C008004") + b"1234",  # RESET RETRY COUNTER
+    ):
+        parsed = CommandApdu.parse(pin_apdu)
+        assert parsed.data in (b"1234", b"4321")
+        assert pin_apdu not in apdu_module._PARSED
+    empty_verify = bytes.fromhex("00200080")
+    CommandApdu.parse(empty_verify)
+    assert empty_verify in apdu_module._PARSED  # no PIN in it: kept
+    with pytest.raises(Exception, match="Lc=2"):
+        CommandApdu.parse(bytes.fromhex("00A4020C02AA"))  # malformed: still refused
+
+
+def test_parse_memo_is_bounded() -> None:
+    for i in range(3 * apdu_module._PARSED_MAX):
+        CommandApdu.parse(bytes((0x00, 0xB0, i >> 8 & 0x7F, i & 0xFF, 0x00)))
+    assert 0 < len(apdu_module._PARSED) <= apdu_module._PARSED_MAX

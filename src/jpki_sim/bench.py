@@ -152,6 +152,8 @@ class Settings:
     sections: list[str]
     ports: list[int]
     pcsc_wait: float
+    #: PC/SC samples per command
+    pcsc_runs: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -176,7 +178,7 @@ class Settings:
             quick=quick,
             runs=runs,
             batch_apdus=200 if quick else 5000,
-            pcsc_apdus=50 if quick else 1000,
+            pcsc_apdus=50 if quick else 400,
             signatures=10 if quick else 500,
             issues=2 if quick else 10,
             renewals=1 if quick else 5,
@@ -185,6 +187,7 @@ class Settings:
             serve_runs=1 if quick else 5,
             sections=sections,
             ports=list(args.vpcd_port),
+            pcsc_runs=runs if quick else 2 * runs,
             pcsc_wait=args.pcsc_wait if args.pcsc_wait is not None else (60.0 if quick else 600.0),
         )
 
@@ -599,7 +602,10 @@ def bench_serve(cfg: Settings, state: Any, work: Path, port: int, reader: str,
 
 
 class NullCard:
-    """A vpcd card that answers every APDU with 9000 at once: the transport's limit.
+    """A vpcd card that answers every APDU at once: the transport's limit.
+
+    The answer is 9000, except for a short READ BINARY (``00 B0 P1 P2 Le``),
+    answered with Ne zero bytes and 9000, as long as the card's own answer.
 
     Same socket handling as :class:`jpki_sim.vpcd.VpcdBridge`: TCP_NODELAY,
     TCP_QUICKACK re-armed before and after every ``recv`` (Debian 12's vpcd
@@ -652,7 +658,13 @@ class NullCard:
                             sendall(self.atr_frame)
                     elif n > 1:
                         self.apdus += 1
-                        sendall(ok)
+                        if n == 5 and buf[3] == 0xB0:
+                            # READ BINARY: Ne zero bytes, so data-returning commands can
+                            # be compared with a floor that carries as many bytes
+                            ne = buf[6] or 256
+                            sendall((ne + 2).to_bytes(2, "big") + bytes(ne) + b"\x90\x00")
+                        else:
+                            sendall(ok)
                     del buf[: n + 2]
         except OSError:
             return
@@ -780,7 +792,7 @@ def _reader(port: int, readers: list[str]) -> str:
     return name
 
 
-def _attach(start: Callable[[], Any], attached: threading.Event, reader: str) -> None:
+def _attach(start: Callable[[], Any], attached: Any, reader: str) -> None:
     from jpki_sim.pcsc import wait_for_card
 
     if not wait_for_card(reader, present=False, timeout=3.0):
@@ -790,12 +802,70 @@ def _attach(start: Callable[[], Any], attached: threading.Event, reader: str) ->
         raise RuntimeError(f"the card did not appear in {reader!r} within 5 s")
 
 
-def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dict[str, Any]:
+def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
+    """Child process: serve one card on ``port`` until ``stop`` is set."""
+    import gc
+
     from jpki_sim import jpki
+
+    # the child inherits the benchmark's whole heap; a fresh `jpki-sim serve` has
+    # a small one. Frozen objects are left out of garbage collections, so the card
+    # does not pay for scanning what the benchmark allocated.
+    gc.freeze()
+
+    server: Any
+    if kind == "null":
+        server = NullCard(port, jpki.ATR).start()
+    else:
+        from jpki_sim.profile import build_card
+        from jpki_sim.state import CardStore
+        from jpki_sim.vpcd import VpcdBridge
+
+        server = VpcdBridge(build_card(CardStore(copy.deepcopy(state))), port=port,
+                            label="bench card")
+        server.start()
+    try:
+        if server.attached.wait(10.0):
+            attached.set()
+        stop.wait()
+    finally:
+        server.stop()
+
+
+class HostedCard:
+    """A card served from a child process, as ``jpki-sim serve`` serves it.
+
+    The PC/SC client (this process) and the card then share no interpreter
+    lock, as with any real client; the null card is hosted the same way.
+    """
+
+    def __init__(self, kind: str, port: int, state: Any) -> None:
+        import multiprocessing
+
+        # fork: the child inherits the card state, and `python -m jpki_sim` has no
+        # __main__ guard for spawn to re-import
+        ctx = multiprocessing.get_context("fork")
+        self.attached = ctx.Event()
+        self._stop = ctx.Event()
+        self.process = ctx.Process(target=_host, args=(kind, port, state, self.attached,
+                                                        self._stop),
+                                   name=f"bench-{kind}-{port}", daemon=True)
+
+    def start(self) -> None:
+        self.process.start()
+
+    def stop(self) -> None:
+        if self.process.pid is None:
+            return
+        self._stop.set()
+        self.process.join(10.0)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5.0)
+
+
+def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dict[str, Any]:
     from jpki_sim.pcsc import wait_for_card
-    from jpki_sim.profile import build_card
-    from jpki_sim.state import CardStore
-    from jpki_sim.vpcd import VpcdBridge
 
     with pcsc_lock(cfg.pcsc_wait), pcsc_stack(work) as stack:
         ports = cfg.ports
@@ -809,46 +879,47 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
         figures = {name: Figure(name, ops_per_sample=n) for name in COMMANDS
                    if name != "verify_file"}
 
-        store = CardStore(copy.deepcopy(state))
-        bridge = VpcdBridge(build_card(store), port=card_port, label="bench card")
-        null = NullCard(null_port, jpki.ATR)
+        card = HostedCard("card", card_port, state)
+        null = HostedCard("null", null_port, state)
         same_slot = card_port == null_port
         clients: dict[str, Client] = {}
 
-        def run_null() -> None:
-            op = clients["null"].op(a.select_auth_cert)
-            timed(op, max(1, n // 10))
-            null_fig.add(timed(op, n), n)
+        pairs: dict[str, list[float]] = {name: [] for name in figures}
 
-        def run_card(task: Any) -> None:
+        def command(name: str, fig: Figure) -> list[bytes]:
+            """Put the card in the state ``name`` needs; the APDUs of one operation."""
             c = clients["card"]
-            for name, fig in figures.items():
-                count = n
-                if name in ("select_fid", "select_aid", "read_binary_256", "cert_read"):
-                    c.transmit(a.select_aid)
-                    c.transmit(a.select_auth_cert)
-                else:
-                    c.transmit(a.select_aid)
-                    c.transmit(a.select_auth_pin)
-                if name == "cert_read":
-                    header = c.transmit(a.read_header)[:4]
-                    ops = [c.op(x) for x in (a.select_auth_cert, a.read_header,
-                                             *cert_read_apdus(header))]
-                    fig.apdus_per_op = len(ops)
-                    count = fig.ops_per_sample = max(1, n // len(ops))
+            c.transmit(a.select_aid)
+            if name in ("select_fid", "select_aid", "read_binary_256", "cert_read"):
+                c.transmit(a.select_auth_cert)
+            else:
+                c.transmit(a.select_auth_pin)
+            if name == "cert_read":
+                header = c.transmit(a.read_header)[:4]
+                apdus = [a.select_auth_cert, a.read_header, *cert_read_apdus(header)]
+            else:
+                apdus = [{"select_fid": a.select_auth_cert, "select_aid": a.select_aid,
+                          "read_binary_256": a.read_256, "empty_verify": a.empty_verify,
+                          "verify_memory": a.verify}[name]]
+            fig.apdus_per_op = len(apdus)
+            fig.ops_per_sample = max(1, n // len(apdus))
+            return apdus
 
-                    def read_cert(ops: list[Callable[[], Any]] = ops) -> None:
-                        for o in ops:
-                            o()
+        def sample(client: Client, apdus: list[bytes], count: int) -> float:
+            """Seconds per APDU of ``count`` operations of ``apdus``."""
+            ops = [client.op(x) for x in apdus]
+            if len(ops) == 1:
+                op = ops[0]
+            else:
+                def op() -> None:
+                    for o in ops:
+                        o()
+            timed(op, max(1, count // 10))  # warm-up
+            return timed(op, count) / (count * len(apdus))
 
-                    op: Callable[[], Any] = read_cert
-                else:
-                    op = c.op({"select_fid": a.select_auth_cert, "select_aid": a.select_aid,
-                               "read_binary_256": a.read_256, "empty_verify": a.empty_verify,
-                               "verify_memory": a.verify}[name])
-                timed(op, max(1, count // 10))
-                fig.add(timed(op, count), count)
-                progress.advance(task)
+        def run_null(count: int) -> None:
+            """The transport's floor: the null card's 9000 to SELECT."""
+            null_fig.add(sample(clients["null"], [a.select_auth_cert], count))
 
         def check_card() -> None:
             c = clients["card"]
@@ -858,41 +929,61 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
                 raise RuntimeError("READ BINARY over PC/SC returned another length")
             check(c.transmit(a.select_auth_pin), ok, "SELECT PIN EF over PC/SC")
             check(c.transmit(a.verify), ok, "VERIFY over PC/SC")
+            check(c.transmit(a.empty_verify), b"\x63\xc3", "empty VERIFY over PC/SC")
 
-        task = progress.task("through pcscd + vpcd", cfg.runs * (len(figures) + 1))
         try:
+            task = None
             if same_slot:
                 # one slot: the null card's runs, then ours (attaching takes a pcscd poll)
                 _attach(null.start, null.attached, null_reader)
                 clients["null"] = Client(null_reader)
-                for _ in range(cfg.runs):
-                    run_null()
+                task = progress.task("through pcscd + vpcd", cfg.pcsc_runs * (len(figures) + 1))
+                for _ in range(cfg.pcsc_runs):
+                    run_null(n)
                     progress.advance(task)
                 clients.pop("null").close()
                 null.stop()
-                _attach(bridge.start, bridge.attached, card_reader)
+                _attach(card.start, card.attached, card_reader)
                 clients["card"] = Client(card_reader)
                 check_card()
-                for _ in range(cfg.runs):
-                    run_card(task)
+                for _ in range(cfg.pcsc_runs):
+                    for name, fig in figures.items():
+                        apdus = command(name, fig)
+                        per_apdu = sample(clients["card"], apdus, fig.ops_per_sample)
+                        fig.add(per_apdu * fig.apdus_per_op)
+                        progress.advance(task)
             else:
-                # two slots: both attached, runs interleaved so both see the same load
+                # two slots, both attached. Every card sample is paired with a null-card
+                # sample of the same APDUs (so answers of the same sizes) taken right
+                # before or after it, the order alternating: both see the same moment
+                # of a noisy machine. The plain 9000 floor is sampled alongside.
                 _attach(null.start, null.attached, null_reader)
-                _attach(bridge.start, bridge.attached, card_reader)
+                _attach(card.start, card.attached, card_reader)
                 clients["null"] = Client(null_reader)
                 clients["card"] = Client(card_reader)
                 check_card()
-                for _ in range(cfg.runs):
-                    run_null()
-                    progress.advance(task)
-                    run_card(task)
+                task = progress.task("through pcscd + vpcd", cfg.pcsc_runs * len(figures))
+                for i in range(cfg.pcsc_runs):
+                    run_null(n)
+                    for name, fig in figures.items():
+                        apdus = command(name, fig)
+                        count = fig.ops_per_sample
+                        if i % 2:
+                            t_card = sample(clients["card"], apdus, count)
+                            t_null = sample(clients["null"], apdus, count)
+                        else:
+                            t_null = sample(clients["null"], apdus, count)
+                            t_card = sample(clients["card"], apdus, count)
+                        fig.add(t_card * fig.apdus_per_op)
+                        pairs[name].append(t_null / t_card)
+                        progress.advance(task)
             progress.done(task)
             serve = None
             if "startup" in cfg.sections:
                 for c in clients.values():
                     c.close()
                 clients.clear()
-                bridge.stop()
+                card.stop()
                 wait_for_card(card_reader, present=False, timeout=5.0)
                 serve = bench_serve(cfg, state, work, card_port, card_reader, progress)
         finally:
@@ -901,13 +992,23 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
                     c.close()
                 except Exception:
                     pass
-            bridge.stop()
+            card.stop()
             null.stop()
-        ratios = {name: fig.rate * fig.apdus_per_op / null_fig.rate
-                  for name, fig in figures.items()}
+        ratios_9000 = {name: fig.rate * fig.apdus_per_op / null_fig.rate
+                       for name, fig in figures.items()}
+        if same_slot:
+            ratio_method = "median card APDU rate / median rate of the null card's 9000"
+            ratios = ratios_9000
+        else:
+            ratio_method = ("median over paired samples of null-card time / card time per APDU, "
+                            "both sent the same APDUs")
+            ratios = {name: percentile(pairs[name], 50) for name in figures}
         return {
+            "ratio_method": ratio_method,
+            "ratios_vs_9000": ratios_9000,
             "readers": {"card": card_reader, "null_card": null_reader},
             "same_slot": same_slot,
+            "hosting": "each card in a child process (as jpki-sim serve); pyscard client here",
             "started_pcscd": stack["started_pcscd"],
             "null_card": null_fig.to_json(),
             "commands": {name: fig.to_json() for name, fig in figures.items()},
@@ -1105,7 +1206,10 @@ def print_report(doc: dict[str, Any]) -> None:
     if pcsc and pcsc.get("available"):
         rows = [("null card (9000 at once)", pcsc["null_card"], "the transport's limit")]
         for name, f in pcsc["commands"].items():
-            rows.append((name, f, f"{pcsc['ratios'][name]:.2f} × null"))
+            note = f"{pcsc['ratios'][name]:.2f} × null"
+            if not pcsc["same_slot"]:
+                note += f" (vs its 9000: {pcsc['ratios_vs_9000'][name]:.2f})"
+            rows.append((name, f, note))
         slot = "one slot, in turn" if pcsc["same_slot"] else "two slots, interleaved"
         con.print(timing_table(f"through pcscd + vpcd (pyscard client; {slot})", rows, "APDU/s"))
     elif pcsc:
@@ -1152,8 +1256,11 @@ def run(args: argparse.Namespace) -> int:
         doc = run_all(cfg, progress)
     finally:
         progress.close()
+    text = json.dumps(doc, indent=1, ensure_ascii=False)
+    if args.save:
+        Path(args.save).write_text(text + "\n")
     if args.json:
-        print(json.dumps(doc, indent=1, ensure_ascii=False))
+        print(text)
     else:
         print_report(doc)
     return 0

@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The benchmark's options (also used by ``tools/bench.py``)."""
     p.add_argument("--json", action="store_true",
                    help="print one JSON document (shape in docs/performance.md) instead of tables")
+    p.add_argument("--save", metavar="FILE",
+                   help="also write the JSON document to FILE (with the table on stdout)")
     p.add_argument("--quick", action="store_true",
                    help="small counts for CI smoke runs (seconds, not minutes)")
     p.add_argument("--no-pcsc", action="store_true",
