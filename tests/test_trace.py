@@ -351,3 +351,10 @@ def test_cli_bad_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err.strip()
     assert err.startswith("jpki-sim: error:") and "line 2" in err and "\n" not in err
     assert main(["trace", "show", str(tmp_path / "missing")]) == 2
+
+
+def test_describe_command_names_malformed_reads_without_raising() -> None:
+    from jpki_sim.trace import describe_command
+
+    assert "malformed" in describe_command(bytes.fromhex("00B000000000"))
+    assert describe_command(bytes.fromhex("00B0000004")) == "READ BINARY offset 0000 Le 4"

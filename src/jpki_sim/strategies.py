@@ -257,3 +257,36 @@ def identities(
         my_number=my_numbers(),
         stay_until=st.none(),
     )
+
+
+def card_profiles() -> st.SearchStrategy[str]:
+    """Names of the bundled card profiles (``default``, ``minor``, ``expired``, ...).
+
+    Each name is accepted by the ``jpki_profile`` marker of the pytest plugin and by
+    :func:`jpki_sim.vectors.profiles.state`.
+    """
+    from jpki_sim.vectors.profiles import PROFILES
+
+    return st.sampled_from(sorted(PROFILES))
+
+
+def card_specs(
+    issued: st.SearchStrategy[date] | None = None,
+) -> st.SearchStrategy[dict[str, object]]:
+    """Keyword arguments for :func:`jpki_sim.issuer.issue_card`: any holder, issue
+    date, certificate choice and valid PINs. The holder is born before the issue date."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> dict[str, object]:
+        day = draw(issued if issued is not None else dates(date(2016, 1, 1), date(2035, 12, 31)))
+        born = draw(dates(date(1920, 1, 1), day))
+        identity = draw(identities(birthdates=st.just(born)))
+        return {
+            "identity": identity,
+            "issued": day,
+            "with_auth": draw(st.booleans()),
+            "with_sign": draw(st.booleans()),
+            "pins": {name: draw(pins(name)) for name in ("auth", "sign", "helper")},
+        }
+
+    return build()

@@ -738,11 +738,12 @@ def describe_command(command: bytes) -> str:
         return f"SELECT EF {body.hex().upper()}"
     if ins == 0xB0 and not p1 & 0x80:
         from jpki_sim.apdu import CommandApdu
+        from jpki_sim.errors import MalformedApdu
 
         try:
             ne = CommandApdu.parse(command).ne
-        except ValueError:
-            ne = None
+        except MalformedApdu:
+            return f"READ BINARY offset {p1 << 8 | p2:04X} (malformed lengths)"
         n = "" if ne is None else f" Le {ne}"
         return f"READ BINARY offset {p1 << 8 | p2:04X}{n}"
     if ins == 0x20:
