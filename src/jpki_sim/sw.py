@@ -133,4 +133,5 @@ def is_success(sw: int) -> bool:
 
 def pin_status_sw(tries: int) -> int:
     """The 63Cx word reporting ``tries`` tries left (capped at 15)."""
-    return 0x63C0 | min(max(tries, 0), 0x0F)
+    # chained comparisons, not min/max: this runs on every retry-counter query
+    return 0x63C0 | (tries if 0 <= tries <= 0x0F else 0 if tries < 0 else 0x0F)
