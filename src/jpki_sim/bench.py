@@ -18,7 +18,7 @@ the machines this runs on are shared and noisy):
 
 Each figure keeps its samples (seconds per operation) and reports median, p95
 (nearest rank), min and max. Only the standard library is imported at module
-level; cryptography, pyscard and rich are imported where used.
+level (and jpki_sim.errors); cryptography, pyscard and rich are imported where used.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from jpki_sim.errors import JpkiSimError
 
 FORMAT = "jpki-sim-bench"
 VERSION = 1
@@ -67,6 +69,11 @@ RENEW_AT = date(2025, 2, 1)
 
 
 # ---------------------------------------------------------------- statistics
+
+
+class BenchError(JpkiSimError):
+    """The card under test misbehaved or a step failed: one line, exit status 1."""
+
 
 
 @dataclass
@@ -268,7 +275,7 @@ def cert_read_apdus(header: bytes) -> list[bytes]:
 
 def check(resp: bytes, want_sw: bytes, what: str) -> bytes:
     if resp[-2:] != want_sw:
-        raise RuntimeError(f"{what}: card answered {resp[-2:].hex().upper()}, not {want_sw.hex()}")
+        raise BenchError(f"{what}: card answered {resp[-2:].hex().upper()}, not {want_sw.hex()}")
     return resp
 
 
@@ -340,7 +347,7 @@ def bench_inprocess(cfg: Settings, state: Any, work: Path, progress: Progress) -
     # the answers are checked once before timing, so a broken card cannot look fast
     setup_ef()
     if len(check(process(a.read_256), ok, "READ BINARY")) != 258:
-        raise RuntimeError("READ BINARY of 256 bytes returned another length")
+        raise BenchError("READ BINARY of 256 bytes returned another length")
     setup_pin()
     check(process(a.empty_verify), b"\x63\xc3", "empty VERIFY")
     task = progress.task("in-process APDUs", cfg.runs * len(plan))
@@ -399,7 +406,7 @@ def bench_signature(cfg: Settings, state: Any, progress: Progress) -> dict[str, 
 
     first = check(process(sign_apdu), ok, "COMPUTE DIGITAL SIGNATURE")
     if first[:-2] != bare():
-        raise RuntimeError("the card's signature differs from cryptography's")
+        raise BenchError("the card's signature differs from cryptography's")
     card_fig = Figure("signature_apdu")
     bare_fig = Figure("bare_cryptography")
     perf = time.perf_counter
@@ -491,7 +498,7 @@ def bench_batch(n: int, ca_dir: Path, work: Path, progress: Progress) -> dict[st
     wall = time.perf_counter() - t0
     saved = len(list(out.glob("card-*.json")))
     if saved != n:
-        raise RuntimeError(f"batch issuance saved {saved} of {n} cards")
+        raise BenchError(f"batch issuance saved {saved} of {n} cards")
     return {
         "cards": n,
         "workers": workers,
@@ -565,7 +572,7 @@ def bench_serve(cfg: Settings, state: Any, work: Path, port: int, reader: str,
     task = progress.task("start-up of jpki-sim serve", cfg.serve_runs)
     for _ in range(cfg.serve_runs):
         if not wait_for_card(reader, present=False, timeout=5.0):
-            raise RuntimeError(f"reader {reader!r} did not empty before serve")
+            raise BenchError(f"reader {reader!r} did not empty before serve")
         cmd = [*jpki_sim_command(), "serve", str(path), "--json", "--no-start-pcscd",
                "--vpcd", f"localhost:{port}"]
         t0 = time.perf_counter()
@@ -578,10 +585,10 @@ def bench_serve(cfg: Settings, state: Any, work: Path, port: int, reader: str,
             deadline = t0 + 20.0
             while True:
                 if not sel.select(max(0.0, deadline - time.perf_counter())):
-                    raise RuntimeError("jpki-sim serve was not ready within 20 s")
+                    raise BenchError("jpki-sim serve was not ready within 20 s")
                 line = proc.stdout.readline()
                 if not line:
-                    raise RuntimeError(f"jpki-sim serve exited: {proc.communicate()[1][-500:]}")
+                    raise BenchError(f"jpki-sim serve exited: {proc.communicate()[1][-500:]}")
                 if '"event": "ready"' in line:
                     fig.add(time.perf_counter() - t0)
                     break
@@ -758,14 +765,14 @@ class Client:
         self.s = scard
         code, self.ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if code != scard.SCARD_S_SUCCESS:
-            raise RuntimeError(f"SCardEstablishContext: {scard.SCardGetErrorMessage(code)}")
+            raise BenchError(f"SCardEstablishContext: {scard.SCardGetErrorMessage(code)}")
         code, self.card, self.proto = scard.SCardConnect(
             self.ctx, reader, scard.SCARD_SHARE_SHARED,
             scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
         )
         if code != scard.SCARD_S_SUCCESS:
             scard.SCardReleaseContext(self.ctx)
-            raise RuntimeError(f"SCardConnect {reader!r}: {scard.SCardGetErrorMessage(code)}")
+            raise BenchError(f"SCardConnect {reader!r}: {scard.SCardGetErrorMessage(code)}")
 
     def op(self, apdu: bytes) -> Callable[[], Any]:
         transmit, card, proto, raw = self.s.SCardTransmit, self.card, self.proto, list(apdu)
@@ -774,7 +781,7 @@ class Client:
     def transmit(self, apdu: bytes) -> bytes:
         code, resp = self.s.SCardTransmit(self.card, self.proto, list(apdu))
         if code != self.s.SCARD_S_SUCCESS:
-            raise RuntimeError(f"SCardTransmit: {self.s.SCardGetErrorMessage(code)}")
+            raise BenchError(f"SCardTransmit: {self.s.SCardGetErrorMessage(code)}")
         return bytes(resp)
 
     def close(self) -> None:
@@ -799,7 +806,7 @@ def _attach(start: Callable[[], Any], attached: Any, reader: str) -> None:
         raise PcscUnavailable(f"reader {reader!r} already holds a card (another server?)")
     start()
     if not (attached.wait(5.0) and wait_for_card(reader, present=True, timeout=5.0)):
-        raise RuntimeError(f"the card did not appear in {reader!r} within 5 s")
+        raise BenchError(f"the card did not appear in {reader!r} within 5 s")
 
 
 def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
@@ -926,7 +933,7 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
             check(c.transmit(a.select_aid), ok, "SELECT AID over PC/SC")
             check(c.transmit(a.select_auth_cert), ok, "SELECT EF over PC/SC")
             if len(check(c.transmit(a.read_256), ok, "READ BINARY over PC/SC")) != 258:
-                raise RuntimeError("READ BINARY over PC/SC returned another length")
+                raise BenchError("READ BINARY over PC/SC returned another length")
             check(c.transmit(a.select_auth_pin), ok, "SELECT PIN EF over PC/SC")
             check(c.transmit(a.verify), ok, "VERIFY over PC/SC")
             check(c.transmit(a.empty_verify), b"\x63\xc3", "empty VERIFY over PC/SC")
@@ -1281,6 +1288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"bench.py: error: {exc}", file=sys.stderr)
         return 2
+    except BenchError as exc:
+        print(f"bench.py: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("bench.py: interrupted", file=sys.stderr)
         return 130
