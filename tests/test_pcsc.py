@@ -100,6 +100,16 @@ def test_raw_apdus_match_what_opensc_sends(vpcd_reader: ServedCard) -> None:
         assert tx(t, "00A4040C05A000000001") == (b"", 0x6A82)  # foreign AID
 
 
+def test_too_short_commands_are_refused_before_the_reader(vpcd_reader: ServedCard) -> None:
+    """A 1-byte message would read as a vpcd power event and hang the slot."""
+    with PcscTransport(vpcd_reader.reader) as t:
+        for raw in (b"", b"\x00", b"\x00\xa4\x04"):
+            with pytest.raises(PcscError, match="at least CLA INS P1 P2"):
+                t.transmit(raw)
+        # the reader is still usable afterwards
+        assert tx(t, SELECT_JPKI.hex())[1] == 0x9000
+
+
 def test_reset_clears_the_verified_state(vpcd_reader: ServedCard) -> None:
     with PcscTransport(vpcd_reader.reader) as t:
         tx(t, SELECT_JPKI.hex())

@@ -250,6 +250,12 @@ class PcscTransport:
         return "T=0" if self._active == scard().SCARD_PROTOCOL_T0 else "T=1"
 
     def transmit(self, apdu: bytes) -> bytes:
+        if len(apdu) < 4:
+            # No reader can carry it, and vpcd would take a 1-byte message for a
+            # power event and wait for an answer forever: refuse it here.
+            raise PcscError(
+                f"command APDU of {len(apdu)} bytes: a reader needs at least CLA INS P1 P2"
+            )
         resp = self._transmit_once(apdu)
         if self._active == scard().SCARD_PROTOCOL_T0 and len(resp) == 2:
             resp = self._t0_response(apdu, resp)
