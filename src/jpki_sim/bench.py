@@ -167,7 +167,7 @@ class Settings:
         from jpki_sim.cli.bench import SECTIONS
 
         quick = bool(args.quick)
-        runs = args.runs if args.runs else (5 if quick else 25)
+        runs = args.runs if args.runs is not None else (5 if quick else 25)
         if runs < 1:
             from jpki_sim.errors import UserError
 
