@@ -67,8 +67,6 @@ class CommandApdu:
         n = len(raw)
         if n < 4:
             raise MalformedApdu(f"command APDU of {n} bytes: at least 4 needed")
-        if cls is CommandApdu:
-            cls = _FastCommandApdu  # type: ignore[assignment]  # same object, quicker to build
         cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
         if n == 4:
             return cls(cla, ins, p1, p2)
@@ -133,38 +131,6 @@ _PARSED_MAX = 512
 _PARSED_MAX_LEN = 32
 #: VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER: their data are PINs
 _PIN_INS = frozenset((0x20, 0x24, 0x2C))
-
-# A frozen dataclass's __init__ sets each field through object.__setattr__, which
-# made building the CommandApdu most of the card's time per APDU (~4 of ~6 us for a
-# SELECT). parse() builds it through the slot descriptors instead: the very same
-# frozen CommandApdu (equal, hashable, immutable), several times faster.
-_new_object = object.__new__
-_SET_FIELDS = tuple(
-    getattr(CommandApdu, name).__set__
-    for name in ("cla", "ins", "p1", "p2", "data", "ne", "extended")
-)
-
-
-def _FastCommandApdu(  # noqa: N802  (stands in for the class inside parse)
-    cla: int,
-    ins: int,
-    p1: int,
-    p2: int,
-    data: bytes = b"",
-    ne: int | None = None,
-    extended: bool = False,
-) -> CommandApdu:
-    obj = _new_object(CommandApdu)
-    s_cla, s_ins, s_p1, s_p2, s_data, s_ne, s_ext = _SET_FIELDS
-    s_cla(obj, cla)
-    s_ins(obj, ins)
-    s_p1(obj, p1)
-    s_p2(obj, p2)
-    s_data(obj, data)
-    s_ne(obj, ne)
-    s_ext(obj, extended)
-    return obj
-
 
 @dataclass(frozen=True, slots=True)
 class ResponseApdu:
