@@ -19,7 +19,7 @@ import jpki_sim.vectors.profiles  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
-#: the small reader program of the README's worked example (docs/sections/readme-testing.md)
+#: the small reader program of the README's worked example (README.md, "Testing your own reader software")
 READER_PROGRAM = '''
 """Print the token label and which certificates the My Number card in READER carries."""
 import sys
@@ -199,12 +199,12 @@ def test_readme_example_with_jpki_reader(pytester: pytest.Pytester, pcscd_sessio
 
 
 def test_readme_shows_the_tested_example() -> None:
-    """docs/sections/readme-testing.md shows exactly the program and test run above."""
+    """The README's testing section shows exactly the program and test run above."""
     import re
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "sections"
-           / "readme-testing.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    doc = readme.split("## Testing your own reader software", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
     assert blocks[0].strip() == READER_PROGRAM.strip()
     assert blocks[1].strip() == READER_TEST.strip()

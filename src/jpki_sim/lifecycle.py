@@ -1,7 +1,7 @@
 """The lifecycle rules of the My Number card and its JPKI certificates.
 
 Pure functions on dates, plus an injectable clock. Every rule here is stated in
-``docs/sections/lifecycle.md`` with its source (the J-LIS and municipal
+``docs/protocol.md`` (the lifecycle section) with its source (the J-LIS and municipal
 leaflets) or, where the sources are silent, the choice this project made:
 
 - a certificate is valid until the holder's 5th birthday *after* its issue day;

@@ -1,7 +1,7 @@
 """Conformance vectors of the JPKI card: model, loader, runner, recorder, replay.
 
 The vectors themselves are data (``vectors/*.jsonl`` in the source tree, a
-copy in ``jpki_sim/vectors/data``); ``docs/sections/vectors.md`` describes
+copy in ``jpki_sim/vectors/data``); ``docs/protocol.md`` ("Conformance vectors") describes
 their format. Entry points:
 
 - :func:`jpki_sim.vectors.loader.load_suite` reads vector files;

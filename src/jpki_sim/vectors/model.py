@@ -1,7 +1,7 @@
 """The conformance vectors as data: files, vectors, steps and expectations.
 
 A vector file is a JSON Lines trace (see :mod:`jpki_sim.trace`) extended with
-expectations. ``docs/sections/vectors.md`` is the reference; in short::
+expectations. ``docs/protocol.md`` ("Conformance vectors") is the reference; in short::
 
     {"format": "jpki-sim-vectors", "version": 1, "feature": "select", "title": "..."}
     {"vector": "select-jpki", "purpose": "...", "profile": "default"}
