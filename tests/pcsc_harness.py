@@ -17,7 +17,6 @@ file while it uses them: concurrent runs take turns instead of clashing.
 from __future__ import annotations
 
 import copy
-import fcntl
 import os
 import shutil
 import subprocess
@@ -35,7 +34,6 @@ from jpki_sim.state import CardState, CardStore, save
 from jpki_sim.vpcd import DEFAULT_PORT, VpcdBridge
 
 REQUIRE_ENV = "JPKI_SIM_REQUIRE_PCSC"
-LOCK_PATH = "/tmp/jpki-sim-pcsc.lock"
 PORTS = (DEFAULT_PORT, DEFAULT_PORT + 1)
 
 
@@ -55,23 +53,10 @@ def unavailable(reason: str) -> None:
 
 def _take_lock(timeout: float = 600.0) -> Any:
     """Wait for other test runs on this machine to finish with pcscd's readers."""
-    # O_NOFOLLOW: never chmod or lock through a symlink someone planted in /tmp
-    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-    lock = os.fdopen(fd, "r+")
     try:
-        os.fchmod(fd, 0o666)  # let other users' runs take turns too
-    except PermissionError:
-        pass
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return lock
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                lock.close()
-                unavailable(f"another test run held {LOCK_PATH} for {timeout:.0f} s")
-            time.sleep(0.2)
+        return pcscd.take_reader_lock(timeout)
+    except pcscd.ReadersBusy as exc:
+        unavailable(str(exc))
 
 
 @dataclass
@@ -117,8 +102,8 @@ def pcscd_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscSess
     finally:
         if started is not None:
             started.stop()
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        if lock is not None:
+            lock.close()  # releases the reader lock
 
 
 # ---------------------------------------------------------------- cards

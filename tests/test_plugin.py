@@ -19,7 +19,7 @@ import jpki_sim.vectors.profiles  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
-#: the small reader program of the README's worked example (README.md, "Testing your own reader software")
+#: the small reader program of the README's worked example ("Testing your own reader software")
 READER_PROGRAM = '''
 """Print the token label and which certificates the My Number card in READER carries."""
 import sys
@@ -189,7 +189,7 @@ def test_plugin_import_is_cheap() -> None:
 def test_readme_example_with_jpki_reader(pytester: pytest.Pytester, pcscd_session: object,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's worked example: a 10-line test of a small PC/SC program, and it runs."""
-    from jpki_sim.vectors.targets import LOCK_HELD_ENV
+    from jpki_sim.pcscd import READER_LOCK_HELD_ENV as LOCK_HELD_ENV
 
     monkeypatch.setenv(LOCK_HELD_ENV, "1")  # this session holds the PC/SC lock already
     pytester.makefile(".py", read_label=READER_PROGRAM)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import fcntl
 import json
 import math
 import os
@@ -49,9 +48,6 @@ FORMAT = "jpki-sim-bench"
 VERSION = 1
 
 #: the lock file the PC/SC tests take, so benchmarks and test runs take turns with the readers
-PCSC_LOCK_PATH = "/tmp/jpki-sim-pcsc.lock"
-#: set (to 1) by a caller that already holds PCSC_LOCK_PATH (the test suite)
-PCSC_LOCK_HELD_ENV = "JPKI_SIM_PCSC_LOCK_HELD"
 
 # targets of issue 7 (ratios in one run, on one machine)
 TARGET_SELECT_FID_PER_S = 50_000
@@ -695,32 +691,17 @@ class PcscUnavailable(Exception):
 @contextmanager
 def pcsc_lock(timeout: float) -> Iterator[None]:
     """Take the PC/SC tests' lock so a benchmark and a test run never share the readers."""
-    if os.environ.get(PCSC_LOCK_HELD_ENV, "") not in ("", "0"):
-        yield
-        return
-    lock = open(PCSC_LOCK_PATH, "a")  # noqa: SIM115
+    from jpki_sim import pcscd
+
     try:
-        try:
-            os.chmod(PCSC_LOCK_PATH, 0o666)
-        except PermissionError:
-            pass
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise PcscUnavailable(
-                        f"another run held {PCSC_LOCK_PATH} (PC/SC tests?) for {timeout:.0f} s"
-                    ) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        lock = pcscd.take_reader_lock(timeout)
+    except pcscd.ReadersBusy as exc:
+        raise PcscUnavailable(str(exc)) from None
+    try:
+        yield
     finally:
-        lock.close()
+        if lock is not None:
+            lock.close()
 
 
 @contextmanager

@@ -250,11 +250,11 @@ class PcscTransport:
         return "T=0" if self._active == scard().SCARD_PROTOCOL_T0 else "T=1"
 
     def transmit(self, apdu: bytes) -> bytes:
-        if len(apdu) < 4:
-            # No reader can carry it, and vpcd would take a 1-byte message for a
-            # power event and wait for an answer forever: refuse it here.
+        if len(apdu) < 2:
+            # vpcd takes a 1-byte message for a power event and never answers it,
+            # which hangs the reader slot: refuse it here (the card would say 6700).
             raise PcscError(
-                f"command APDU of {len(apdu)} bytes: a reader needs at least CLA INS P1 P2"
+                f"command APDU of {len(apdu)} byte(s) is too short to send through a reader"
             )
         resp = self._transmit_once(apdu)
         if self._active == scard().SCARD_PROTOCOL_T0 and len(resp) == 2:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from jpki_sim.errors import JpkiSimError
 
@@ -39,6 +40,50 @@ APT_PACKAGES = ("pcscd", "vsmartcard-vpcd", "opensc", "pcsc-tools", "libpcsclite
 SETUP_HINT = (
     "run `sudo tools/setup.sh` from the jpki-sim checkout (or `sudo jpki-sim serve --install`)"
 )
+
+
+#: the lock every user of this machine's vpcd readers takes turns on (test sessions,
+#: `vectors run --pcsc`, the benchmark), so two runs never serve cards to one reader
+READER_LOCK_PATH = "/tmp/jpki-sim-pcsc.lock"
+#: set (to 1) for a child process whose parent already holds the reader lock
+READER_LOCK_HELD_ENV = "JPKI_SIM_PCSC_LOCK_HELD"
+
+
+class ReadersBusy(TimeoutError):
+    """Another run held the reader lock for the whole wait."""
+
+
+def take_reader_lock(timeout: float, path: str = READER_LOCK_PATH) -> IO[str] | None:
+    """Wait until this process holds the machine-wide vpcd reader lock.
+
+    Returns the open lock file: closing it releases the lock. Returns None when
+    :data:`READER_LOCK_HELD_ENV` says the caller's parent holds it already.
+    Raises :class:`ReadersBusy` after ``timeout`` seconds.
+    """
+    import fcntl
+
+    if os.environ.get(READER_LOCK_HELD_ENV, "") not in ("", "0"):
+        return None
+    # O_NOFOLLOW: never chmod or lock through a symlink someone planted in /tmp
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    lock = os.fdopen(fd, "r+")
+    try:
+        os.fchmod(fd, 0o666)  # let other users' runs take turns too
+    except PermissionError:
+        pass
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                raise ReadersBusy(
+                    f"another run held {path} (PC/SC tests, vectors or a benchmark) "
+                    f"for {timeout:.0f} s"
+                ) from None
+            time.sleep(0.2)
 
 
 class PcscdError(JpkiSimError):

@@ -9,7 +9,6 @@ that card and never presets anything.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -407,11 +406,6 @@ class ReaderTarget(Target):
 
 # ---------------------------------------------------------------- serving through vpcd
 
-#: the lock file the test harness and this runner share, so runs take turns on vpcd
-PCSC_LOCK_PATH = "/tmp/jpki-sim-pcsc.lock"
-#: set when the caller already holds that lock (a test session running the runner)
-LOCK_HELD_ENV = "JPKI_SIM_PCSC_LOCK_HELD"
-
 
 class ServedSession:
     """A vpcd slot with a bridge of our own, for ``vectors run --pcsc`` (and ``replay --serve``).
@@ -474,36 +468,20 @@ class ServedSession:
 
     @staticmethod
     def _take_lock(timeout: float) -> Any:
-        import fcntl
-        import time
-
+        from jpki_sim import pcscd
         from jpki_sim.pcsc import PcscError
 
-        if os.environ.get(LOCK_HELD_ENV):
-            return None
-        lock = open(PCSC_LOCK_PATH, "a")  # noqa: SIM115
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return lock
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    lock.close()
-                    raise PcscError(
-                        f"another run holds {PCSC_LOCK_PATH} (vpcd readers busy)"
-                    ) from None
-                time.sleep(0.2)
+        try:
+            return pcscd.take_reader_lock(timeout)
+        except pcscd.ReadersBusy as exc:
+            raise PcscError(f"vpcd readers busy: {exc}") from None
 
     def _release(self) -> None:
         if self.started is not None:
             self.started.stop()
             self.started = None
         if self._lock is not None:
-            import fcntl
-
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+            self._lock.close()  # releases the reader lock
             self._lock = None
 
     def close(self) -> None:
