@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 if (SRC / "jpki_sim").is_dir():
     sys.path.insert(0, str(SRC))
 
-from jpki_sim.bench import main  # noqa: E402
+from jpki_sim.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["bench", *sys.argv[1:]]))

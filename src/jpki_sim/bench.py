@@ -1252,26 +1252,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_report(doc)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``tools/bench.py``'s entry: the same options as ``jpki-sim bench``."""
-    from jpki_sim.cli.bench import add_arguments
-    from jpki_sim.errors import UserError
-
-    parser = argparse.ArgumentParser(
-        prog="bench.py", description="Benchmark jpki-sim (same as `jpki-sim bench`)."
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except UserError as exc:
-        print(f"bench.py: error: {exc}", file=sys.stderr)
-        return 2
-    except BenchError as exc:
-        print(f"bench.py: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench.py: interrupted", file=sys.stderr)
-        return 130
