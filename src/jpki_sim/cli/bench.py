@@ -38,7 +38,7 @@ def _ports(text: str) -> list[int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The benchmark's options (also used by ``tools/bench.py``)."""
+    """The benchmark's options."""
     p.add_argument("--json", action="store_true",
                    help="print one JSON document (shape in docs/performance.md) instead of tables")
     p.add_argument("--save", metavar="FILE",
