@@ -481,3 +481,22 @@ def test_unwritable_places_are_one_line_errors(
     assert not (tmp_path / "c.json").exists()
     code, _, err = run(capsys, "ca", "crl", "--out", str(tmp_path / "x.crl"), "--ca", str(ca_dir))
     assert "cannot write" in one_line_error(code, err)
+
+
+def test_commands_without_a_card_file_act_on_the_default_card(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`jpki-sim card status` (no file) shows the card `jpki-sim serve` serves."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    from jpki_sim.issuer import default_card_path
+
+    doc = run_json(capsys, "card", "status")
+    assert doc["path"] == str(default_card_path())
+    assert default_card_path().is_relative_to(tmp_path)
+    assert default_card_path().exists()
+    code, out, _ = run(capsys, "card", "reset-pin", "--pin", "auth", "--new-pin", "4321")
+    assert code == 0
+    from jpki_sim.state import load
+
+    assert load(default_card_path()).pins["auth"].value == "4321"

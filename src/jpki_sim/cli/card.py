@@ -13,6 +13,8 @@ import sys
 from datetime import date
 from typing import Any
 
+DEFAULT_CARD_HELP = "card file (default: the default card, the one `jpki-sim serve` serves)"
+
 SEX_WORDS = {"male": "1", "m": "1", "female": "2", "f": "2", "unknown": "0", "n/a": "9"}
 
 
@@ -69,7 +71,7 @@ def configure(sub: Any) -> None:
         help="where the card stands on a date: expiries, renewal, health insurance, PINs",
         epilog="example: jpki-sim card status card.json --at 2025-02-01 --json",
     )
-    p.add_argument("card", metavar="CARD.json")
+    p.add_argument("card", metavar="CARD.json", nargs="?", help=DEFAULT_CARD_HELP)
     _common(p, ca=False)
     p.set_defaults(func=run_status)
 
@@ -83,7 +85,7 @@ def configure(sub: Any) -> None:
             "costs a try on the card. New keys, new certificates, old ones revoked."
         ),
     )
-    p.add_argument("card", metavar="CARD.json")
+    p.add_argument("card", metavar="CARD.json", nargs="?", help=DEFAULT_CARD_HELP)
     p.add_argument("--auth-pin", metavar="PIN", help="current auth PIN (prompted if omitted)")
     p.add_argument("--sign-pin", metavar="PIN", help="current sign PIN (prompted if omitted)")
     p.add_argument(
@@ -104,7 +106,7 @@ def configure(sub: Any) -> None:
         "reset-pin",
         help="set a forgotten or blocked PIN to a new value (counter, after an ID check)",
     )
-    p.add_argument("card", metavar="CARD.json")
+    p.add_argument("card", metavar="CARD.json", nargs="?", help=DEFAULT_CARD_HELP)
     p.add_argument("--pin", required=True, choices=("auth", "sign", "helper"))
     p.add_argument("--new-pin", metavar="PIN", help="the new PIN (prompted if omitted)")
     _common(p, ca=False)
@@ -116,7 +118,7 @@ def configure(sub: Any) -> None:
             f"change-{what}",
             help=f"record a new {what}: helper data updated, signature certificate revoked",
         )
-        p.add_argument("card", metavar="CARD.json")
+        p.add_argument("card", metavar="CARD.json", nargs="?", help=DEFAULT_CARD_HELP)
         p.add_argument("value", metavar=f"NEW_{what.upper()}")
         _common(p, ca=True)
         p.set_defaults(func=run_change, what=what)
@@ -159,9 +161,14 @@ def _sex(text: str) -> str:
     return code
 
 
-def _open_store(path: str) -> Any:
+def _open_store(path: str | None) -> Any:
+    """The named card file, or the default card (created on first use, as serve does)."""
     from jpki_sim.state import CardStore
 
+    if path is None:
+        from jpki_sim.issuer import open_default_card
+
+        return open_default_card()
     return CardStore.open(path)
 
 
@@ -319,6 +326,7 @@ def run_status(args: argparse.Namespace) -> int:
     from jpki_sim import issuer
 
     store = _open_store(args.card)
+    args.card = str(store.path)  # the default card named, for the output
     doc = issuer.status(store.state, _clock(args).today())
     if args.json:
         print(json.dumps({"path": args.card, **doc}, ensure_ascii=False, indent=1))
@@ -332,6 +340,7 @@ def run_renew(args: argparse.Namespace) -> int:
 
     clock = _clock(args)
     store = _open_store(args.card)
+    args.card = str(store.path)  # the default card named, for the output
     if args.new_card:
         return _renew_card(args, store, clock)
     for option in ("helper_pin", "stay_until"):
@@ -410,6 +419,7 @@ def run_reset_pin(args: argparse.Namespace) -> int:
     from jpki_sim import issuer, jpki
 
     store = _open_store(args.card)
+    args.card = str(store.path)  # the default card named, for the output
     new = args.new_pin
     if new is None:
         new = _prompt_pin(f"new {jpki.PIN_POLICIES[args.pin].label}", twice=True)
@@ -424,6 +434,7 @@ def run_change(args: argparse.Namespace) -> int:
     from jpki_sim import issuer
 
     store = _open_store(args.card)
+    args.card = str(store.path)  # the default card named, for the output
     clock = _clock(args)
     revoked = issuer.change_facts(store, **{args.what: args.value}, ca=args.ca, clock=clock)
     doc = {
