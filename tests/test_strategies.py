@@ -48,6 +48,7 @@ def test_malformed_apdus_of_each_kind_are_refused(kind: str, data: st.DataObject
         codec.parse_command(raw)
 
 
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
 def test_unknown_names_are_refused() -> None:
     with pytest.raises(ValueError):
         jst.command_apdus("5S").example()
