@@ -259,3 +259,35 @@ def test_any_session_records_into_a_vector_that_passes(tmp_path_factory: Any) ->
         assert result.status == runner.PASSED, "\n".join(result.diff)
 
     check()
+
+
+def test_real_shell_session_recorded_and_run(tmp_path: Path) -> None:
+    """`jpki-sim shell --trace`, then `vectors record`, then `vectors run`: as a user does it."""
+    import subprocess
+    import sys
+
+    from jpki_sim.vectors import profiles
+
+    card = tmp_path / "card.json"
+    profiles.factory().store("default", str(card))
+    script = tmp_path / "session.txt"
+    script.write_text(
+        "select jpki\nread-cert auth\npin-status\nverify auth 9999\nverify auth 1234\n"
+        "sign --hash sha256 --text hello\nselect helper\nverify helper 1234\nmy-number\n"
+    )
+    trace_file, vectors_file = tmp_path / "session.jsonl", tmp_path / "session-vectors.jsonl"
+
+    def jpki_sim(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jpki_sim", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    shell = jpki_sim("shell", "--card", str(card), "--script", str(script),
+                     "--trace", str(trace_file))
+    assert shell.returncode == 0, shell.stderr
+    assert "signature verifies" in shell.stdout
+    rec = jpki_sim("vectors", "record", str(trace_file), "-o", str(vectors_file))
+    assert rec.returncode == 0, rec.stderr
+    assert "{pin:auth}" in vectors_file.read_text()  # the right PIN as a template
+    run = jpki_sim("vectors", "run", str(vectors_file))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "1 passed, 0 failed"
