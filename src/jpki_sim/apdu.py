@@ -11,6 +11,7 @@ means the maximum.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from jpki_sim.errors import MalformedApdu
@@ -159,18 +160,21 @@ class ResponseApdu:
         return self.to_bytes().hex(" ").upper()
 
 
-def parse_hex(text: str) -> bytes:
-    """Hex with optional spaces, colons, dashes or a 0x prefix -> bytes.
+_HEX_SEPARATORS = re.compile(r"[\s:_-]")
 
-    Raises ValueError with a one-line message on anything else.
+
+def parse_hex(text: str, what: str = "") -> bytes:
+    """Hex with optional spaces, colons, dashes, underscores or a 0x prefix -> bytes.
+
+    Raises ValueError with a one-line message on anything else; ``what`` names the
+    field in that message (``odd number of hex digits in data '0A1'``).
     """
-    cleaned = text.strip()
-    if cleaned.lower().startswith("0x"):
+    cleaned = _HEX_SEPARATORS.sub("", text)
+    if cleaned[:2].lower() == "0x":
         cleaned = cleaned[2:]
-    for sep in (" ", ":", "-", "\t", "\n", "_"):
-        cleaned = cleaned.replace(sep, "")
+    shown = f"{what} {text.strip()!r}" if what else repr(text.strip())
     if len(cleaned) % 2:
-        raise ValueError(f"odd number of hex digits in {text.strip()!r}")
+        raise ValueError(f"odd number of hex digits in {shown}")
     try:
         return bytes.fromhex(cleaned)
     except ValueError:

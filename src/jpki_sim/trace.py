@@ -502,13 +502,12 @@ def loads_gp(text: str) -> Trace:
 
 
 def _hexbytes(text: str, lineno: int) -> bytes:
-    cleaned = "".join(text.split())
-    if len(cleaned) % 2:
-        raise TraceError(f"line {lineno}: odd number of hex digits")
+    from jpki_sim.apdu import parse_hex
+
     try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        raise TraceError(f"line {lineno}: not hex") from None
+        return parse_hex(text)
+    except ValueError as exc:
+        raise TraceError(f"line {lineno}: {exc}") from None
 
 
 # ---------------------------------------------------------------- pcsc-tools scriptor

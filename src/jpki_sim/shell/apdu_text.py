@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-from jpki_sim.apdu import CommandApdu
+from jpki_sim.apdu import CommandApdu, parse_hex
 from jpki_sim.errors import MalformedApdu
 
 
@@ -30,15 +30,10 @@ class ApduTextError(ValueError):
 
 
 def _hex(text: str, what: str) -> bytes:
-    cleaned = re.sub(r"[\s:_-]", "", text)
-    if cleaned.lower().startswith("0x"):
-        cleaned = cleaned[2:]
-    if len(cleaned) % 2:
-        raise ApduTextError(f"odd number of hex digits in {what} {text.strip()!r}")
     try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        raise ApduTextError(f"not hex: {text.strip()!r}") from None
+        return parse_hex(text, what)
+    except ValueError as exc:
+        raise ApduTextError(str(exc)) from None
 
 
 def is_short_form(text: str) -> bool:
