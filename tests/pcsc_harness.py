@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from jpki_sim import pcscd
-from jpki_sim.state import CardState, CardStore, save
-from jpki_sim.vpcd import DEFAULT_PORT, VpcdBridge
+from jpki_sim.profiles.jpki.state import CardState, CardStore, save
+from jpki_sim.transport import pcscd
+from jpki_sim.transport.vpcd import DEFAULT_PORT, VpcdBridge
 
 REQUIRE_ENV = "JPKI_SIM_REQUIRE_PCSC"
 PORTS = (DEFAULT_PORT, DEFAULT_PORT + 1)
@@ -111,7 +111,7 @@ def pcscd_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PcscSess
 
 def issue_state(ca_dir: Path) -> CardState:
     """A card issued by the project's test CA (in ``ca_dir``) with the default PINs."""
-    from jpki_sim import issuer
+    from jpki_sim.issuer import counter as issuer
 
     return issuer.issue_card(issuer.default_identity(), ca=ca_dir)
 
@@ -159,7 +159,7 @@ class ServedCard:
 
 def attach(card: Any, port: int, reader: str, timeout: float = 5.0) -> VpcdBridge:
     """Connect ``card`` to vpcd on ``port`` and wait until pcscd shows it present."""
-    from jpki_sim.pcsc import wait_for_card
+    from jpki_sim.transport.pcsc import wait_for_card
 
     # the previous card on this slot must be gone first, else we would see its presence
     assert wait_for_card(reader, present=False, timeout=timeout), f"{reader} did not empty"
@@ -172,7 +172,7 @@ def attach(card: Any, port: int, reader: str, timeout: float = 5.0) -> VpcdBridg
 
 
 def detach(bridge: VpcdBridge, reader: str, timeout: float = 5.0) -> None:
-    from jpki_sim.pcsc import wait_for_card
+    from jpki_sim.transport.pcsc import wait_for_card
 
     bridge.stop()
     assert wait_for_card(reader, present=False, timeout=timeout), f"{reader} kept the card"
@@ -182,7 +182,7 @@ def detach(bridge: VpcdBridge, reader: str, timeout: float = 5.0) -> None:
 def vpcd_slot0(pcscd_session: PcscSession, jpki_state: CardState,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCard]:
     """A bridge on vpcd slot 0 for the whole session (attaching takes a pcscd poll)."""
-    from jpki_sim.profile import build_card
+    from jpki_sim.profiles.jpki.build import build_card
 
     reader = pcscd_session.reader_for_port(PORTS[0])
     store = new_store(jpki_state, tmp_path_factory.mktemp("slot0") / "card.json")
@@ -196,8 +196,8 @@ def vpcd_slot0(pcscd_session: PcscSession, jpki_state: CardState,
 @pytest.fixture
 def vpcd_reader(vpcd_slot0: ServedCard, fresh_store: CardStore) -> ServedCard:
     """The test's own fresh card (``.store``) in vpcd slot 0; ``.reader`` is its PC/SC name."""
-    from jpki_sim.pcsc import wait_for_card
-    from jpki_sim.profile import build_card
+    from jpki_sim.profiles.jpki.build import build_card
+    from jpki_sim.transport.pcsc import wait_for_card
 
     vpcd_slot0.insert(build_card(fresh_store))
     vpcd_slot0.store = fresh_store

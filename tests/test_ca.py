@@ -23,10 +23,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jpki_sim import ca as ca_mod
-from jpki_sim.ca import TestCA, read_holder_facts
 from jpki_sim.errors import UserError
-from jpki_sim.state import Identity
+from jpki_sim.issuer import ca as ca_mod
+from jpki_sim.issuer.ca import TestCA, read_holder_facts
+from jpki_sim.profiles.jpki.state import Identity
 
 HANAKO = Identity(
     name="番号 花子",

@@ -16,11 +16,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from jpki_sim import jpki
-from jpki_sim.ca import TestCA
-from jpki_sim.issuer import KeyPool, default_identity, issue_card
-from jpki_sim.signing import SHA256_DIGEST_INFO_PREFIX
-from jpki_sim.state import CardState, load, save
+from jpki_sim.issuer.ca import TestCA
+from jpki_sim.issuer.counter import KeyPool, default_identity, issue_card
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX
+from jpki_sim.profiles.jpki.state import CardState, load, save
 
 JPKI_SELECT = "00A4040C0A" + jpki.JPKI_AID.hex().upper()
 

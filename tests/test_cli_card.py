@@ -17,10 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from jpki_sim import issuer
-from jpki_sim.ca import TestCA
 from jpki_sim.cli import main
-from jpki_sim.state import load
+from jpki_sim.issuer import counter as issuer
+from jpki_sim.issuer.ca import TestCA
+from jpki_sim.profiles.jpki.state import load
 
 
 @pytest.fixture(scope="module")
@@ -469,13 +469,13 @@ def test_unwritable_places_are_one_line_errors(
     )
     assert "cannot create the test CA" in one_line_error(code, err)
 
-    import jpki_sim.state
+    import jpki_sim.profiles.jpki.state
 
     def refuse(path: object, data: bytes, mode: int = 0o600) -> None:
         raise PermissionError(13, "Permission denied")
 
     # (tests run as root here, so a read-only directory would not refuse)
-    monkeypatch.setattr(jpki_sim.state, "write_atomic", refuse)
+    monkeypatch.setattr(jpki_sim.profiles.jpki.state, "write_atomic", refuse)
     code, _, err = run(capsys, "card", "issue", str(tmp_path / "c.json"), "--ca", str(ca_dir))
     assert "cannot write" in one_line_error(code, err)
     assert not (tmp_path / "c.json").exists()
@@ -489,7 +489,7 @@ def test_commands_without_a_card_file_act_on_the_default_card(
     """`jpki-sim card status` (no file) shows the card `jpki-sim serve` serves."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    from jpki_sim.issuer import default_card_path
+    from jpki_sim.issuer.counter import default_card_path
 
     doc = run_json(capsys, "card", "status")
     assert doc["path"] == str(default_card_path())
@@ -497,6 +497,6 @@ def test_commands_without_a_card_file_act_on_the_default_card(
     assert default_card_path().exists()
     code, out, _ = run(capsys, "card", "reset-pin", "--pin", "auth", "--new-pin", "4321")
     assert code == 0
-    from jpki_sim.state import load
+    from jpki_sim.profiles.jpki.state import load
 
     assert load(default_card_path()).pins["auth"].value == "4321"

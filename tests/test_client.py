@@ -11,11 +11,17 @@ from collections.abc import Iterable
 
 import pytest
 
-from jpki_sim import jpki
-from jpki_sim.apdu import CommandApdu
-from jpki_sim.client import BasicInfo, JpkiClient, decode_basic_info, decode_my_number, der_length
 from jpki_sim.errors import ApduError, PinError
-from jpki_sim.state import CardState
+from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.client import (
+    BasicInfo,
+    JpkiClient,
+    decode_basic_info,
+    decode_my_number,
+    der_length,
+)
+from jpki_sim.profiles.jpki.state import CardState
 
 SELECT_JPKI = "00A4040C0AD392F000260100000001"
 SELECT_HELPER = "00A4040C0AD3921000310001010408"
@@ -241,7 +247,7 @@ def test_my_number() -> None:
 
 
 def _basic_info_ef() -> bytes:
-    from jpki_sim import tlv
+    from jpki_sim.iso7816 import tlv
 
     ef = tlv.encode_helper_basic_info("番号\u3000花子", "東京都千代田区１－１", "19930331", "2")
     return ef + b"\xff" * 10
@@ -348,9 +354,9 @@ ClientAndState = tuple[JpkiClient, CardState]
 def card_client() -> ClientAndState:
     from pathlib import Path
 
-    from jpki_sim.inprocess import InProcessTransport
-    from jpki_sim.profile import build_card
-    from jpki_sim.state import CardStore, load
+    from jpki_sim.profiles.jpki.build import build_card
+    from jpki_sim.profiles.jpki.state import CardStore, load
+    from jpki_sim.transport.inprocess import InProcessTransport
 
     state = load(Path(__file__).parent / "shell_scripts" / "card.json")
     store = CardStore(state)  # in memory: the fixture file is never changed
@@ -396,7 +402,7 @@ def test_in_process_signatures_verify(card_client: ClientAndState, scheme: int) 
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
-    from jpki_sim.signing import digest_info
+    from jpki_sim.profiles.jpki.signing import digest_info
 
     client, state = card_client
     client.verify_pin("auth", "1234")

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from jpki_sim import codec
-from jpki_sim import strategies as jst
-from jpki_sim.apdu import CommandApdu, ResponseApdu
 from jpki_sim.errors import MalformedApdu
+from jpki_sim.iso7816 import codec
+from jpki_sim.iso7816.apdu import CommandApdu, ResponseApdu
+from jpki_sim.testing import strategies as jst
 
 # one hand-checked encoding per case: (case, build_command arguments, bytes)
 VECTORS = [

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from jpki_sim.engine import (
+from jpki_sim.card.engine import (
     ALWAYS,
     NEVER,
     Card,
@@ -20,7 +20,7 @@ from jpki_sim.engine import (
     TransparentEF,
     pin_verified,
 )
-from jpki_sim.state import PinState
+from jpki_sim.profiles.jpki.state import PinState
 
 AID_A = bytes.fromhex("A000000001")
 AID_B = bytes.fromhex("A000000002")

@@ -17,11 +17,12 @@ from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jpki_sim import issuer, lifecycle
-from jpki_sim.ca import TestCA, read_holder_facts
 from jpki_sim.errors import UserError
-from jpki_sim.lifecycle import FixedClock
-from jpki_sim.state import CardState, CardStore, Identity, load, save
+from jpki_sim.issuer import counter as issuer
+from jpki_sim.issuer import lifecycle
+from jpki_sim.issuer.ca import TestCA, read_holder_facts
+from jpki_sim.issuer.lifecycle import FixedClock
+from jpki_sim.profiles.jpki.state import CardState, CardStore, Identity, load, save
 
 ISSUED = date(2020, 8, 27)
 PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}
@@ -491,8 +492,8 @@ def test_default_card_is_created_on_first_use(
 def test_after_renewal_the_card_reads_the_new_certificate_and_signs_with_the_new_key(
     store: CardStore, test_ca: TestCA, keys: issuer.KeyPool
 ) -> None:
-    from jpki_sim.inprocess import InProcessTransport
-    from jpki_sim.profile import build_card
+    from jpki_sim.profiles.jpki.build import build_card
+    from jpki_sim.transport.inprocess import InProcessTransport
 
     issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2025, 2, 1)), keys=keys)
     new_der = store.state.auth.cert_der  # type: ignore[union-attr]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jpki_sim import lifecycle as lc
-from jpki_sim.lifecycle import HealthInsurance as HI
+from jpki_sim.issuer import lifecycle as lc
+from jpki_sim.issuer.lifecycle import HealthInsurance as HI
 
 HANAKO = date(1993, 3, 31)
 

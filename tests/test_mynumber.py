@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jpki_sim import mynumber
+from jpki_sim.profiles.jpki import mynumber
 
 # 012345678903: the seeds' sample 0123 4567 8901 with its check digit corrected;
 # 123456789018: the example in the official explanations; 537686677188: a test card

@@ -20,9 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from jpki_sim import jpki
-from jpki_sim.pcsc import list_readers
-from jpki_sim.state import CardState, load
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.state import CardState, load
+from jpki_sim.transport.pcsc import list_readers
 from pcsc_harness import ServedCard, opensc_available
 
 pytestmark = [pytest.mark.pcsc, pytest.mark.opensc]

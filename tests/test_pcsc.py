@@ -17,12 +17,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from jpki_sim import jpki
-from jpki_sim.client import JpkiClient
 from jpki_sim.errors import ApduError, PinError
-from jpki_sim.pcsc import PcscError, PcscTransport, list_readers, reader_status, resolve_reader
-from jpki_sim.profile import build_card
-from jpki_sim.state import CardState, load
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.build import build_card
+from jpki_sim.profiles.jpki.client import JpkiClient
+from jpki_sim.profiles.jpki.state import CardState, load
+from jpki_sim.transport.pcsc import (
+    PcscError,
+    PcscTransport,
+    list_readers,
+    reader_status,
+    resolve_reader,
+)
 from pcsc_harness import (
     PORTS,
     PcscSession,
@@ -238,7 +244,7 @@ def test_kill_9_loses_no_counter_decrement(
     finally:
         server.kill()
     # a new server on the same file: the card still says 4
-    from jpki_sim.pcsc import wait_for_card
+    from jpki_sim.transport.pcsc import wait_for_card
 
     assert wait_for_card(reader, present=False, timeout=5)
     server = ServeProcess([str(card_file), "--vpcd", f"localhost:{PORTS[1]}"])
@@ -255,8 +261,8 @@ def test_kill_9_loses_no_counter_decrement(
 def test_serve_reloads_a_card_file_rewritten_by_another_process(
     pcscd_session: PcscSession, jpki_state: CardState, tmp_path: Path
 ) -> None:
-    from jpki_sim.pcsc import wait_for_card
-    from jpki_sim.state import save
+    from jpki_sim.profiles.jpki.state import save
+    from jpki_sim.transport.pcsc import wait_for_card
 
     reader = pcscd_session.reader_for_port(PORTS[1])
     card_file = tmp_path / "card.json"

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from jpki_sim import jpki, pcscd
-from jpki_sim.client import JpkiClient
 from jpki_sim.errors import PinError
-from jpki_sim.pcsc import PcscTransport, wait_for_card
-from jpki_sim.state import CardState, load
-from jpki_sim.trace import load as load_trace
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.client import JpkiClient
+from jpki_sim.profiles.jpki.state import CardState, load
+from jpki_sim.trace.model import load as load_trace
+from jpki_sim.transport import pcscd
+from jpki_sim.transport.pcsc import PcscTransport, wait_for_card
 from pcsc_harness import (
     PORTS,
     PcscSession,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jpki_sim.pcscd import (
+from jpki_sim.transport.pcscd import (
     VpcdReader,
     is_running,
     pcsc_reader_name,
@@ -100,7 +100,7 @@ def test_is_running_false_on_a_dead_socket(tmp_path: Path, monkeypatch: pytest.M
 def test_pcsc_transport_without_pcscd_says_what_to_do(tmp_path: Path) -> None:
     pytest.importorskip("smartcard")
     code = (
-        "from jpki_sim.pcsc import PcscTransport, PcscError\n"
+        "from jpki_sim.transport.pcsc import PcscTransport, PcscError\n"
         "try:\n"
         "    PcscTransport()\n"
         "except PcscError as exc:\n"

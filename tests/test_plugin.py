@@ -11,10 +11,10 @@ import pytest
 # pytester's in-process runs drop the modules a run imported; cryptography's
 # hash classes must not be imported twice (its Rust core knows the first ones),
 # so everything the fixtures load is imported here, before any run
-import jpki_sim.ca  # noqa: F401
-import jpki_sim.client  # noqa: F401
-import jpki_sim.issuer  # noqa: F401
-import jpki_sim.profile  # noqa: F401
+import jpki_sim.issuer.ca  # noqa: F401
+import jpki_sim.issuer.counter  # noqa: F401
+import jpki_sim.profiles.jpki.build  # noqa: F401
+import jpki_sim.profiles.jpki.client  # noqa: F401
 import jpki_sim.vectors.profiles  # noqa: F401
 
 pytest_plugins = ["pytester"]
@@ -160,7 +160,7 @@ def test_jpki_ca_fixture(pytester: pytest.Pytester) -> None:
 
 def test_jpki_reader_skips_without_vpcd(pytester: pytest.Pytester,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from jpki_sim import pcscd
+    from jpki_sim.transport import pcscd
 
     monkeypatch.setattr(pcscd, "vpcd_driver", lambda: None)
     monkeypatch.delenv("JPKI_SIM_REQUIRE_PCSC", raising=False)
@@ -176,20 +176,20 @@ def test_jpki_reader_skips_without_vpcd(pytester: pytest.Pytester,
 
 
 def test_plugin_import_is_cheap() -> None:
-    code = ("import sys, jpki_sim.pytest_plugin; "
+    code = ("import sys, jpki_sim.testing.plugin; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('cryptography', 'smartcard', 'rich', 'hypothesis', 'construct', 'asn1crypto') "
             "or m.startswith('jpki_sim.')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.strip() == "['jpki_sim.pytest_plugin']"
+    assert done.stdout.strip() == "['jpki_sim.testing', 'jpki_sim.testing.plugin']"
 
 
 @pytest.mark.pcsc
 def test_readme_example_with_jpki_reader(pytester: pytest.Pytester, pcscd_session: object,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's worked example: a 10-line test of a small PC/SC program, and it runs."""
-    from jpki_sim.pcscd import READER_LOCK_HELD_ENV as LOCK_HELD_ENV
+    from jpki_sim.transport.pcscd import READER_LOCK_HELD_ENV as LOCK_HELD_ENV
 
     monkeypatch.setenv(LOCK_HELD_ENV, "1")  # this session holds the PC/SC lock already
     pytester.makefile(".py", read_label=READER_PROGRAM)

@@ -16,14 +16,15 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jpki_sim import jpki, tlv
-from jpki_sim import strategies as jst
-from jpki_sim.ca import TestCA
-from jpki_sim.engine import Card
-from jpki_sim.issuer import KeyPool, default_identity, issue_card
-from jpki_sim.profile import build_card
-from jpki_sim.signing import SHA256_DIGEST_INFO_PREFIX
-from jpki_sim.state import CardState, CardStore, load, save
+from jpki_sim.card.engine import Card
+from jpki_sim.iso7816 import tlv
+from jpki_sim.issuer.ca import TestCA
+from jpki_sim.issuer.counter import KeyPool, default_identity, issue_card
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.build import build_card
+from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX
+from jpki_sim.profiles.jpki.state import CardState, CardStore, load, save
+from jpki_sim.testing import strategies as jst
 
 JPKI = "00A4040C0A" + jpki.JPKI_AID.hex()
 HELPER = "00A4040C0A" + jpki.HELPER_AID.hex()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from jpki_sim import jpki
+from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.shell import CardTarget, ExpectationFailed, QuitShell, Shell, ShellError
 from jpki_sim.shell.apdu_text import ApduTextError, parse_apdu_text, sw_matches
 from jpki_sim.shell.registry import COMMANDS
-from jpki_sim.trace import TraceWriter, load
+from jpki_sim.trace.model import TraceWriter, load
 
 CARD = Path(__file__).parent / "shell_scripts" / "card.json"
 
@@ -296,7 +296,7 @@ def test_change_pin_then_verify_with_new(shell: Shell) -> None:
 
 
 def test_admin_pin_verbs_change_the_card_file(card_path: Path) -> None:
-    from jpki_sim.state import load as load_state
+    from jpki_sim.profiles.jpki.state import load as load_state
 
     sh = Shell(CardTarget.open_file(str(card_path)), io.StringIO())
     sh.execute("block-pin sign")
@@ -495,7 +495,7 @@ def test_trace_start_and_stop_in_the_shell(shell: Shell, tmp_path: Path) -> None
 def test_whole_ef_read_decodes_the_certificate_and_its_filler(shell: Shell) -> None:
     import hashlib
 
-    from jpki_sim.state import load as load_state
+    from jpki_sim.profiles.jpki.state import load as load_state
 
     der = load_state(CARD).auth.cert_der  # type: ignore[union-attr]
     shell.execute("select auth-cert")

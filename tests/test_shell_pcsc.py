@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from jpki_sim.profile import build_card
+from jpki_sim.profiles.jpki.build import build_card
+from jpki_sim.profiles.jpki.state import CardStore
 from jpki_sim.shell import CardTarget, Shell
-from jpki_sim.state import CardStore
 from pcsc_harness import ServedCard
 
 pytestmark = pytest.mark.pcsc

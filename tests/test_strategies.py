@@ -8,12 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jpki_sim import codec, mynumber
-from jpki_sim import strategies as jst
-from jpki_sim.apdu import CommandApdu
 from jpki_sim.errors import MalformedApdu
-from jpki_sim.jpki import PIN_POLICIES
-from jpki_sim.state import SEX_CODES, Identity
+from jpki_sim.iso7816 import codec
+from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.profiles.jpki import mynumber
+from jpki_sim.profiles.jpki.ids import PIN_POLICIES
+from jpki_sim.profiles.jpki.state import SEX_CODES, Identity
+from jpki_sim.testing import strategies as jst
 
 
 @pytest.mark.parametrize("case", jst.APDU_CASES)

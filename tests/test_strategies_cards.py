@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from jpki_sim import jpki
-from jpki_sim import strategies as jst
-from jpki_sim.ca import TestCA
-from jpki_sim.client import JpkiClient
-from jpki_sim.inprocess import InProcessTransport
-from jpki_sim.issuer import KeyPool, issue_card
-from jpki_sim.profile import build_card
-from jpki_sim.state import CardStore
+from jpki_sim.issuer.ca import TestCA
+from jpki_sim.issuer.counter import KeyPool, issue_card
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.build import build_card
+from jpki_sim.profiles.jpki.client import JpkiClient
+from jpki_sim.profiles.jpki.state import CardStore
+from jpki_sim.testing import strategies as jst
+from jpki_sim.transport.inprocess import InProcessTransport
 from jpki_sim.vectors.profiles import PROFILES
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jpki_sim.errors import ApduError, CardError, MalformedApdu, PinError
-from jpki_sim.sw import SW, describe, is_success, meaning, pin_status_sw, tries_left
+from jpki_sim.iso7816.sw import SW, describe, is_success, meaning, pin_status_sw, tries_left
 
 
 @pytest.mark.parametrize(

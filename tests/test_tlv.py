@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jpki_sim import strategies as jst
-from jpki_sim import tlv
-from jpki_sim.state import Identity
-from jpki_sim.tlv import Tlv, TlvError
+from jpki_sim.iso7816 import tlv
+from jpki_sim.iso7816.tlv import Tlv, TlvError
+from jpki_sim.profiles.jpki.state import Identity
+from jpki_sim.testing import strategies as jst
 
 # EF 0002 of the helper application for the seeds' holder, assembled by hand:
 #   FF 20 59                      outer object, 89 bytes, short length form

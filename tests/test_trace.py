@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from jpki_sim import trace
 from jpki_sim.cli import main
-from jpki_sim.trace import (
+from jpki_sim.trace import model as trace
+from jpki_sim.trace.model import (
     Comment,
     PowerOff,
     Reset,
@@ -354,7 +354,7 @@ def test_cli_bad_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_describe_command_names_malformed_reads_without_raising() -> None:
-    from jpki_sim.trace import describe_command
+    from jpki_sim.trace.model import describe_command
 
     assert "malformed" in describe_command(bytes.fromhex("00B000000000"))
     assert describe_command(bytes.fromhex("00B0000004")) == "READ BINARY offset 0000 Le 4"

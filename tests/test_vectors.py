@@ -299,7 +299,7 @@ def test_select_by_pattern() -> None:
 
 
 def test_wrong_pin_differs_and_keeps_the_form() -> None:
-    from jpki_sim import jpki
+    from jpki_sim.profiles.jpki import ids as jpki
 
     for name, pin in (("auth", "1234"), ("sign", "ABC123"), ("sign", "Z9Z9Z9"),
                       ("helper", "9999")):
@@ -346,7 +346,7 @@ def test_signature_check_verifies_each_scheme_and_catches_forgeries() -> None:
 
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    from jpki_sim.signing import SHA256_DIGEST_INFO_PREFIX, sign_scheme
+    from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX, sign_scheme
 
     st = profiles.state("default")
     assert st.auth is not None and st.sign is not None
@@ -379,7 +379,7 @@ def test_profiles_are_issued_once_and_copied() -> None:
 
 
 def test_profiles_have_what_their_names_say() -> None:
-    from jpki_sim import lifecycle
+    from jpki_sim.issuer import lifecycle
 
     s = {name: profiles.state(name) for name in profiles.PROFILES}
     assert s["default"].auth and s["default"].sign

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from jpki_sim import jpki, trace
-from jpki_sim.client import JpkiClient
-from jpki_sim.inprocess import InProcessTransport
-from jpki_sim.pcscd import READER_LOCK_HELD_ENV as LOCK_HELD_ENV
-from jpki_sim.signing import digest_info
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.client import JpkiClient
+from jpki_sim.profiles.jpki.signing import digest_info
+from jpki_sim.trace import model as trace
+from jpki_sim.transport.inprocess import InProcessTransport
+from jpki_sim.transport.pcscd import READER_LOCK_HELD_ENV as LOCK_HELD_ENV
+from jpki_sim.transport.replay import ReplayCard
 from jpki_sim.vectors import loader, profiles, runner
 from jpki_sim.vectors.model import Vector, Xfer
-from jpki_sim.vectors.replay import ReplayCard
 from jpki_sim.vectors.targets import (
     InProcessTarget,
     ReaderTarget,
@@ -96,7 +97,7 @@ def test_reader_target_skips_what_does_not_fit(vpcd_reader: object) -> None:
 
 def test_replayed_trace_through_vpcd(pcscd_session: object, tmp_path: Path) -> None:
     """A recorded session served back on a vpcd reader answers reader software as recorded."""
-    from jpki_sim.pcsc import PcscTransport
+    from jpki_sim.transport.pcsc import PcscTransport
 
     card, _store = profiles.card("default")
     path = tmp_path / "session.jsonl"
@@ -127,7 +128,7 @@ def test_cli_replay_serves_a_trace(pcscd_session: object, tmp_path: Path) -> Non
     """`jpki-sim vectors replay TRACE`: reader software gets the recorded answers, then it ends."""
     import json
 
-    from jpki_sim.pcsc import PcscTransport
+    from jpki_sim.transport.pcsc import PcscTransport
 
     card, _store = profiles.card("default")
     path = tmp_path / "session.jsonl"

@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 
-from jpki_sim import jpki, trace
-from jpki_sim.client import JpkiClient
 from jpki_sim.errors import PinError
-from jpki_sim.inprocess import InProcessTransport
-from jpki_sim.signing import digest_info
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.client import JpkiClient
+from jpki_sim.profiles.jpki.signing import digest_info
+from jpki_sim.trace import model as trace
+from jpki_sim.transport.inprocess import InProcessTransport
+from jpki_sim.transport.replay import ReplayCard, ReplayDivergence, ReplayTransport
 from jpki_sim.vectors import loader, profiles, recorder, runner
-from jpki_sim.vectors.replay import ReplayCard, ReplayDivergence, ReplayTransport
 from jpki_sim.vectors.targets import InProcessTarget
 
 DIGEST = digest_info("sha256", hashlib.sha256(b"recorded session").digest())
@@ -112,7 +113,7 @@ def test_recorded_vectors_fail_on_another_card(recorded: tuple[Path, dict[str, A
 
 
 def test_replay_transport_serves_the_session_back(recorded: tuple[Path, dict[str, Any]]) -> None:
-    from jpki_sim.transport import Transport
+    from jpki_sim.iso7816.transport import Transport
 
     path, seen = recorded
     player = ReplayTransport(path)
@@ -226,7 +227,7 @@ _USEFUL = [
 def _commands() -> Any:
     from hypothesis import strategies as st
 
-    from jpki_sim import strategies as jst
+    from jpki_sim.testing import strategies as jst
 
     useful = st.sampled_from(_USEFUL).map(bytes.fromhex)
     iso = jst.raw_command_apdus(max_data=24).map(

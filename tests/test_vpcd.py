@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jpki_sim.transport import EmulatedCard
-from jpki_sim.vpcd import (
+from jpki_sim.iso7816.transport import EmulatedCard
+from jpki_sim.transport.vpcd import (
     GET_ATR,
     POWER_OFF,
     POWER_ON,

@@ -8,7 +8,7 @@ expect) and :class:`PinError` (a PIN was refused; carries the tries left).
 
 from __future__ import annotations
 
-from jpki_sim.sw import describe
+from jpki_sim.iso7816.sw import describe
 
 
 class JpkiSimError(Exception):

@@ -15,10 +15,10 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-from jpki_sim import issuer
-from jpki_sim.ca import TestCA
-from jpki_sim.lifecycle import FixedClock
-from jpki_sim.state import save
+from jpki_sim.issuer import counter as issuer
+from jpki_sim.issuer.ca import TestCA
+from jpki_sim.issuer.lifecycle import FixedClock
+from jpki_sim.profiles.jpki.state import save
 
 HERE = Path(__file__).parent
 ISSUED = date(2025, 4, 1)

@@ -43,26 +43,26 @@ def configure(sub: Any) -> None:
 
 def _open(args: argparse.Namespace) -> Any:
     if args.reader:
-        from jpki_sim.pcsc import PcscTransport
+        from jpki_sim.transport.pcsc import PcscTransport
 
         return PcscTransport(args.reader)
-    from jpki_sim.inprocess import InProcessTransport
-    from jpki_sim.profile import build_card
-    from jpki_sim.state import CardStore
+    from jpki_sim.profiles.jpki.build import build_card
+    from jpki_sim.profiles.jpki.state import CardStore
+    from jpki_sim.transport.inprocess import InProcessTransport
 
     if args.card:
         store = CardStore.open(args.card)
     else:
-        from jpki_sim.issuer import open_default_card
+        from jpki_sim.issuer.counter import open_default_card
 
         store = open_default_card()
     return InProcessTransport(build_card(store), name=str(store.path))
 
 
 def run(args: argparse.Namespace) -> int:
-    from jpki_sim.apdu import CommandApdu, parse_hex
     from jpki_sim.errors import MalformedApdu, UserError
-    from jpki_sim.sw import describe, is_success
+    from jpki_sim.iso7816.apdu import CommandApdu, parse_hex
+    from jpki_sim.iso7816.sw import describe, is_success
 
     commands: list[bytes] = []
     for text in args.apdus:

@@ -83,6 +83,6 @@ def configure(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jpki_sim import bench
+    from jpki_sim.bench import run as bench
 
     return bench.run(args)

@@ -59,7 +59,7 @@ def _at(args: argparse.Namespace) -> Any:
     if not args.at:
         return None
     from jpki_sim.cli.card import parse_date
-    from jpki_sim.lifecycle import FixedClock
+    from jpki_sim.issuer.lifecycle import FixedClock
 
     return FixedClock(parse_date(args.at, "--at")).now()
 
@@ -70,9 +70,9 @@ def run_crl(args: argparse.Namespace) -> int:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from jpki_sim.ca import TestCA
     from jpki_sim.errors import UserError
-    from jpki_sim.state import write_atomic
+    from jpki_sim.issuer.ca import TestCA
+    from jpki_sim.profiles.jpki.state import write_atomic
 
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
@@ -104,8 +104,8 @@ def run_crl(args: argparse.Namespace) -> int:
 def run_ocsp(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
-    from jpki_sim.ca import DEFAULT_PORT, TestCA, make_ocsp_server
     from jpki_sim.errors import UserError
+    from jpki_sim.issuer.ca import DEFAULT_PORT, TestCA, make_ocsp_server
 
     ca = TestCA.open(args.ca)
     port = args.port if args.port is not None else (urlsplit(ca.base_url).port or DEFAULT_PORT)
@@ -148,7 +148,7 @@ def run_ocsp(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from jpki_sim.ca import TestCA
+    from jpki_sim.issuer.ca import TestCA
 
     ca = TestCA.open(args.ca)
     records = ca.records()

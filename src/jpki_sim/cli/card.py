@@ -146,14 +146,14 @@ def parse_date(text: str, what: str) -> date:
 
 
 def _clock(args: argparse.Namespace) -> Any:
-    from jpki_sim import lifecycle
+    from jpki_sim.issuer import lifecycle
 
     return lifecycle.clock_at(parse_date(args.at, "--at") if args.at else None)
 
 
 def _sex(text: str) -> str:
     from jpki_sim.errors import UserError
-    from jpki_sim.state import SEX_CODES
+    from jpki_sim.profiles.jpki.state import SEX_CODES
 
     code = SEX_WORDS.get(text.lower(), text)
     if code not in SEX_CODES:
@@ -163,10 +163,10 @@ def _sex(text: str) -> str:
 
 def _open_store(path: str | None) -> Any:
     """The named card file, or the default card (created on first use, as serve does)."""
-    from jpki_sim.state import CardStore
+    from jpki_sim.profiles.jpki.state import CardStore
 
     if path is None:
-        from jpki_sim.issuer import open_default_card
+        from jpki_sim.issuer.counter import open_default_card
 
         return open_default_card()
     return CardStore.open(path)
@@ -248,7 +248,7 @@ def _status_table(doc: dict[str, Any], path: str) -> None:
             table.add_row(f"{name} PIN", f"tries left {state}")
     from datetime import datetime
 
-    from jpki_sim.lifecycle import JST
+    from jpki_sim.issuer.lifecycle import JST
 
     for h in doc["revoked"]:
         day = datetime.fromisoformat(h["revoked_at"]).astimezone(JST).date()  # a Japanese day
@@ -262,9 +262,9 @@ def _status_table(doc: dict[str, Any], path: str) -> None:
 def run_issue(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from jpki_sim import issuer
     from jpki_sim.errors import UserError
-    from jpki_sim.state import CardStore
+    from jpki_sim.issuer import counter as issuer
+    from jpki_sim.profiles.jpki.state import CardStore
 
     out = Path(args.out)
     if out.is_dir():
@@ -323,7 +323,7 @@ def run_issue(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from jpki_sim import issuer
+    from jpki_sim.issuer import counter as issuer
 
     store = _open_store(args.card)
     args.card = str(store.path)  # the default card named, for the output
@@ -336,7 +336,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_renew(args: argparse.Namespace) -> int:
-    from jpki_sim import issuer, jpki
+    from jpki_sim.issuer import counter as issuer
+    from jpki_sim.profiles.jpki import ids as jpki
 
     clock = _clock(args)
     store = _open_store(args.card)
@@ -386,7 +387,7 @@ def run_renew(args: argparse.Namespace) -> int:
 
 
 def _renew_card(args: argparse.Namespace, store: Any, clock: Any) -> int:
-    from jpki_sim import issuer
+    from jpki_sim.issuer import counter as issuer
 
     pins = {
         k: v
@@ -416,7 +417,8 @@ def _renew_card(args: argparse.Namespace, store: Any, clock: Any) -> int:
 
 
 def run_reset_pin(args: argparse.Namespace) -> int:
-    from jpki_sim import issuer, jpki
+    from jpki_sim.issuer import counter as issuer
+    from jpki_sim.profiles.jpki import ids as jpki
 
     store = _open_store(args.card)
     args.card = str(store.path)  # the default card named, for the output
@@ -431,7 +433,7 @@ def run_reset_pin(args: argparse.Namespace) -> int:
 
 
 def run_change(args: argparse.Namespace) -> int:
-    from jpki_sim import issuer
+    from jpki_sim.issuer import counter as issuer
 
     store = _open_store(args.card)
     args.card = str(store.path)  # the default card named, for the output

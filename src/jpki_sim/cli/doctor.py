@@ -68,7 +68,8 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def collect() -> list[Check]:
-    from jpki_sim import jpki, pcscd
+    from jpki_sim.profiles.jpki import ids as jpki
+    from jpki_sim.transport import pcscd
 
     checks: list[Check] = []
     setup = pcscd.SETUP_HINT
@@ -145,7 +146,7 @@ def collect() -> list[Check]:
         have_pyscard = False
 
     if have_pyscard and running:
-        from jpki_sim.pcsc import PcscError, reader_status
+        from jpki_sim.transport.pcsc import PcscError, reader_status
 
         try:
             status = reader_status()

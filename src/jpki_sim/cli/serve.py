@@ -77,10 +77,10 @@ def _emit(args: argparse.Namespace, text: str, **event: Any) -> None:
 
 def _open_stores(args: argparse.Namespace) -> list[tuple[str, Any]]:
     from jpki_sim.errors import UserError
-    from jpki_sim.state import CardStore
+    from jpki_sim.profiles.jpki.state import CardStore
 
     if not args.cards:
-        from jpki_sim.issuer import open_default_card
+        from jpki_sim.issuer.counter import open_default_card
 
         store = open_default_card()
         return [(str(store.path), store)]
@@ -100,8 +100,8 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
 
     Returns the :class:`~jpki_sim.pcscd.Pcscd` we started, or None.
     """
-    from jpki_sim import pcscd
     from jpki_sim.errors import UserError
+    from jpki_sim.transport import pcscd
 
     if host not in LOCAL_HOSTS:
         return None  # a remote vpcd: nothing here to check
@@ -157,11 +157,11 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
 
 def _check_readers_free(port: int, count: int) -> None:
     """Refuse to queue behind another card: vpcd takes one card per reader."""
-    from jpki_sim import pcscd
     from jpki_sim.errors import UserError
+    from jpki_sim.transport import pcscd
 
     try:
-        from jpki_sim.pcsc import PcscError, list_readers, wait_for_card
+        from jpki_sim.transport.pcsc import PcscError, list_readers, wait_for_card
 
         live = list_readers()
         for p in range(port, port + count):
@@ -178,10 +178,10 @@ def _check_readers_free(port: int, count: int) -> None:
 
 def _reader_name(port: int, timeout: float) -> str:
     """The PC/SC name of the vpcd reader on ``port``, confirmed present when pyscard can."""
-    from jpki_sim import pcscd
+    from jpki_sim.transport import pcscd
 
     try:
-        from jpki_sim.pcsc import PcscError, list_readers, wait_for_card
+        from jpki_sim.transport.pcsc import PcscError, list_readers, wait_for_card
 
         deadline = time.monotonic() + timeout
         name = None
@@ -207,7 +207,7 @@ class _Tracer:
         self.writer.xfer(command, response, time.monotonic() - duration, duration)
 
     def power(self, code: int, atr: bytes) -> None:
-        from jpki_sim import vpcd
+        from jpki_sim.transport import vpcd
 
         if code == vpcd.POWER_OFF:
             self.writer.power_off()
@@ -226,9 +226,9 @@ def _trace_paths(template: str, count: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jpki_sim import vpcd
     from jpki_sim.errors import CardFileError, UserError
-    from jpki_sim.profile import build_card
+    from jpki_sim.profiles.jpki.build import build_card
+    from jpki_sim.transport import vpcd
 
     try:
         host, port = vpcd.parse_address(args.vpcd)
@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
 
     tracers: list[_Tracer] = []
     if args.trace:
-        from jpki_sim.trace import TraceWriter
+        from jpki_sim.trace.model import TraceWriter
 
         for (label, _), path in zip(stores, _trace_paths(args.trace, len(stores)), strict=True):
             try:

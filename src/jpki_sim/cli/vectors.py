@@ -253,7 +253,7 @@ def record_vectors(args: argparse.Namespace) -> int:
 def replay_trace(args: argparse.Namespace) -> int:
     import time
 
-    from jpki_sim.vectors.replay import ReplayCard
+    from jpki_sim.transport.replay import ReplayCard
     from jpki_sim.vectors.targets import ServedSession
 
     card = ReplayCard(args.trace)

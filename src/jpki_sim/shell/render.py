@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from jpki_sim.sw import describe, tries_left
+from jpki_sim.iso7816.sw import describe, tries_left
 
 WIDTH = 16
 
@@ -51,7 +51,7 @@ def sw_line(sw: int, *, pin_answer: bool = False) -> str:
 
 def certificate_summary(der: bytes, now: datetime | None) -> list[str] | None:
     """Subject, issuer, serial, validity (flagged against ``now``), key; None if not a cert."""
-    from jpki_sim import tlv
+    from jpki_sim.iso7816 import tlv
 
     try:
         info: dict[str, Any] = tlv.describe_certificate(der)
@@ -92,7 +92,7 @@ def decode_data(data: bytes, now: datetime | None) -> list[str]:
     if len(data) < 3:
         return []
     if data[0] == 0x30:
-        from jpki_sim.client import der_length
+        from jpki_sim.profiles.jpki.client import der_length
 
         try:
             end = der_length(data[:6])
@@ -106,7 +106,7 @@ def decode_data(data: bytes, now: datetime | None) -> list[str]:
                 tail = [f"  + {len(rest)} bytes of FF filler"] if rest and not rest.strip(
                     b"\xff") else ([f"  + {len(rest)} bytes after it"] if rest else [])
                 return ["certificate:", *("  " + x for x in cert), *tail]
-    from jpki_sim import tlv
+    from jpki_sim.iso7816 import tlv
 
     try:
         nodes, filler = tlv.parse_with_filler(data)

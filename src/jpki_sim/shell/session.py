@@ -13,15 +13,15 @@ import shlex
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-from jpki_sim import jpki
-from jpki_sim.client import JpkiClient
 from jpki_sim.errors import ApduError, JpkiSimError, PinError, UserError
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.client import JpkiClient
 from jpki_sim.shell import verbs
 from jpki_sim.shell.apdu_text import ApduTextError, check_sw_pattern, sw_matches
 from jpki_sim.shell.registry import ALIASES, COMMANDS, Outcome, ShellError, lookup
 from jpki_sim.shell.target import CardTarget
 from jpki_sim.shell.verbs import EF_NAMES
-from jpki_sim.trace import TraceWriter, describe_command, redact_command
+from jpki_sim.trace.model import TraceWriter, describe_command, redact_command
 
 #: commands longer than this are shortened in the verbs' exchange lines
 LONG_COMMAND = 24

@@ -34,8 +34,8 @@ class CardTarget:
 
     @classmethod
     def emulated(cls, store: Any, name: str | None = None) -> CardTarget:
-        from jpki_sim.inprocess import InProcessTransport
-        from jpki_sim.profile import build_card
+        from jpki_sim.profiles.jpki.build import build_card
+        from jpki_sim.transport.inprocess import InProcessTransport
 
         label = name or (store.path.name if store.path is not None else "in-memory card")
         full = str(store.path) if store.path is not None else label
@@ -43,21 +43,21 @@ class CardTarget:
 
     @classmethod
     def open_file(cls, path: str) -> CardTarget:
-        from jpki_sim.state import CardStore
+        from jpki_sim.profiles.jpki.state import CardStore
 
         return cls.emulated(CardStore.open(path))
 
     @classmethod
     def open_default(cls) -> CardTarget:
         try:
-            from jpki_sim.issuer import open_default_card
+            from jpki_sim.issuer.counter import open_default_card
         except ImportError:
             raise UserError("no default card available here: give --card FILE") from None
         return cls.emulated(open_default_card())
 
     @classmethod
     def open_reader(cls, reader: str) -> CardTarget:
-        from jpki_sim.pcsc import PcscTransport
+        from jpki_sim.transport.pcsc import PcscTransport
 
         transport = PcscTransport(reader)
         return cls(transport, transport.name)
@@ -81,14 +81,14 @@ class CardTarget:
     def today(self) -> date:
         if self.clock_date is not None:
             return self.clock_date
-        from jpki_sim.lifecycle import SystemClock
+        from jpki_sim.issuer.lifecycle import SystemClock
 
         now: datetime = SystemClock().now()
         return now.date()
 
     def now(self) -> datetime:
         """The card clock as an aware datetime (noon Japan time on a set date)."""
-        from jpki_sim.lifecycle import SystemClock, clock_at
+        from jpki_sim.issuer.lifecycle import SystemClock, clock_at
 
         clock = clock_at(self.clock_date) if self.clock_date is not None else SystemClock()
         result: datetime = clock.now()
@@ -109,7 +109,7 @@ class CardTarget:
 
     def rebuild(self) -> bytes:
         """Rebuild the emulated card from its (changed) state and power it on."""
-        from jpki_sim.profile import build_card
+        from jpki_sim.profiles.jpki.build import build_card
 
         self._need_admin("rebuild")
         card = build_card(self.store)
@@ -121,7 +121,7 @@ class CardTarget:
     # ------------------------------------------------------------ PIN counters
 
     def pin(self, which: str) -> Any:
-        from jpki_sim import jpki
+        from jpki_sim.profiles.jpki import ids as jpki
 
         self._need_admin("PIN admin")
         aid, fid = jpki.PIN_EFS[which]

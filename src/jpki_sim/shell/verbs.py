@@ -15,7 +15,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from jpki_sim import jpki
+from jpki_sim.iso7816.sw import describe
+from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.shell import render
 from jpki_sim.shell.apdu_text import ApduTextError, parse_apdu_text
 from jpki_sim.shell.registry import (
@@ -28,7 +29,6 @@ from jpki_sim.shell.registry import (
     command,
     lookup,
 )
-from jpki_sim.sw import describe
 
 if TYPE_CHECKING:
     from jpki_sim.shell.session import Shell
@@ -172,7 +172,7 @@ def _trace_setup(p: ShellArgParser) -> None:
 @command("trace", "write exchanges to a JSON Lines trace: trace start FILE | trace stop",
          card=False, setup=_trace_setup, positional=[("start", "stop", "status"), PATHS])
 def do_trace(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.trace import TraceWriter
+    from jpki_sim.trace.model import TraceWriter
 
     if args.action == "start":
         if not args.file:
@@ -242,7 +242,7 @@ def parse_apdu_line(spec: CommandSpec, rest: str) -> argparse.Namespace:
 @command("apdu", "send one APDU (any hex form, or the short form) and show the answer",
          setup=_apdu_setup)
 def do_apdu(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.trace import describe_command, redact_command
+    from jpki_sim.trace.model import describe_command, redact_command
 
     try:
         command_bytes = parse_apdu_text(" ".join(args.hex), raw=args.raw)
@@ -494,7 +494,7 @@ def _sign_setup(p: ShellArgParser) -> None:
 @command("sign", "COMPUTE DIGITAL SIGNATURE over a file or text, then check it with the cert",
          setup=_sign_setup, positional=[PATHS])
 def do_sign(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.signing import digest_info
+    from jpki_sim.profiles.jpki.signing import digest_info
 
     path = Path(args.input)
     if not args.text and path.is_file():
@@ -707,7 +707,7 @@ def _reset_pin(shell: Shell, which: str, new: str | None) -> None:
     if new is not None and shell.target.store is not None:
         # the counter's "initialise the PIN and set a new one"; the card's PIN
         # objects share the state, so the chip sees it at once
-        from jpki_sim import issuer
+        from jpki_sim.issuer import counter as issuer
 
         issuer.reset_pin(shell.target.store, which, new)
         return
@@ -731,8 +731,8 @@ def _renew_setup(p: ShellArgParser) -> None:
 @command("renew", "renew the due certificates at the card clock's date (emulated card)",
          card=False, admin=True, setup=_renew_setup)
 def do_renew(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim import issuer
-    from jpki_sim.lifecycle import clock_at
+    from jpki_sim.issuer import counter as issuer
+    from jpki_sim.issuer.lifecycle import clock_at
 
     target = shell.target
     if target.store is None:

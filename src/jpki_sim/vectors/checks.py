@@ -129,7 +129,7 @@ def split_certificate(data: bytes) -> tuple[Any, bytes]:
     """(the parsed certificate, its exact DER) from data that starts with one."""
     from cryptography import x509
 
-    from jpki_sim.client import der_length
+    from jpki_sim.profiles.jpki.client import der_length
 
     total = der_length(data[:6])
     if total > len(data):
@@ -155,7 +155,7 @@ def _der_certificate(ctx: CheckContext, arg: str | None) -> str | None:
 
 
 def _validity(ctx: CheckContext) -> tuple[bool, str]:
-    from jpki_sim import lifecycle
+    from jpki_sim.issuer import lifecycle
 
     cert, _der = split_certificate(ctx.data)
     expiry = cert.not_valid_after_utc.astimezone(lifecycle.JST).date()
@@ -182,7 +182,7 @@ def _certificate_expired(ctx: CheckContext, arg: str | None) -> str | None:
 
 def signed_input(command: bytes) -> tuple[int, bytes]:
     """(scheme P1, data field) of a COMPUTE DIGITAL SIGNATURE command."""
-    from jpki_sim.apdu import CommandApdu
+    from jpki_sim.iso7816.apdu import CommandApdu
 
     apdu = CommandApdu.parse(command)
     return apdu.p1, apdu.data
@@ -196,7 +196,7 @@ def verify_signature(public_key: Any, scheme: int, data: bytes, signature: bytes
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, utils
 
-    from jpki_sim.signing import SHA256_DIGEST_INFO_PREFIX
+    from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX
 
     if len(signature) != SIGNATURE_LENGTH:
         return f"{len(signature)} bytes, want a {SIGNATURE_LENGTH}-byte RSA-2048 signature"
@@ -249,7 +249,7 @@ def _signature_verifies(ctx: CheckContext, arg: str | None) -> str | None:
 
 
 def _token_info(ctx: CheckContext, arg: str | None) -> str | None:
-    from jpki_sim import jpki
+    from jpki_sim.profiles.jpki import ids as jpki
 
     if len(ctx.data) != 160:
         return f"{len(ctx.data)} bytes, want 160"
@@ -260,7 +260,8 @@ def _token_info(ctx: CheckContext, arg: str | None) -> str | None:
 
 
 def _my_number(ctx: CheckContext, arg: str | None) -> str | None:
-    from jpki_sim import mynumber, tlv
+    from jpki_sim.iso7816 import tlv
+    from jpki_sim.profiles.jpki import mynumber
 
     try:
         number = tlv.decode_helper_my_number(ctx.data)
@@ -272,7 +273,7 @@ def _my_number(ctx: CheckContext, arg: str | None) -> str | None:
 
 
 def _basic_info(ctx: CheckContext, arg: str | None) -> str | None:
-    from jpki_sim import tlv
+    from jpki_sim.iso7816 import tlv
 
     try:
         info = tlv.decode_helper_basic_info(ctx.data)

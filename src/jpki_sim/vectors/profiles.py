@@ -33,9 +33,9 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jpki_sim.ca import TestCA
-    from jpki_sim.engine import Card
-    from jpki_sim.state import CardState, CardStore
+    from jpki_sim.card.engine import Card
+    from jpki_sim.issuer.ca import TestCA
+    from jpki_sim.profiles.jpki.state import CardState, CardStore
 
 #: PIN values of every profile (the card's documented defaults)
 PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}
@@ -152,7 +152,7 @@ class CardFactory:
     def ca(self) -> TestCA:
         with self._lock:
             if self._ca is None:
-                from jpki_sim.ca import TestCA
+                from jpki_sim.issuer.ca import TestCA
 
                 if self._ca_dir is None:
                     folder = tempfile.mkdtemp(prefix="jpki-sim-vectors-ca-")
@@ -163,7 +163,7 @@ class CardFactory:
 
     def _key_source(self) -> Callable[[], Any]:
         if self._keys is None:
-            from jpki_sim.issuer import KeyPool
+            from jpki_sim.issuer.counter import KeyPool
 
             self._keys = KeyPool.generate(self._key_pool_size)
         return self._keys
@@ -184,7 +184,7 @@ class CardFactory:
             return copy.deepcopy(cached)
 
     def _issue(self, profile: Profile) -> CardState:
-        from jpki_sim.issuer import default_identity, issue_card
+        from jpki_sim.issuer.counter import default_identity, issue_card
 
         identity = default_identity()
         identity.birthdate = profile.birthdate
@@ -205,7 +205,7 @@ class CardFactory:
 
     def store(self, name: str | Profile, path: str | None = None) -> CardStore:
         """A :class:`CardStore` with a fresh copy of the profile (in memory, or at ``path``)."""
-        from jpki_sim.state import CardStore, save
+        from jpki_sim.profiles.jpki.state import CardStore, save
 
         state = self.state(name)
         if path is not None:
@@ -215,7 +215,7 @@ class CardFactory:
 
     def card(self, name: str | Profile) -> tuple[Card, CardStore]:
         """A fresh, powered-on JPKI card of profile ``name`` and its (in-memory) store."""
-        from jpki_sim.profile import build_card
+        from jpki_sim.profiles.jpki.build import build_card
 
         store = self.store(name)
         card = build_card(store)

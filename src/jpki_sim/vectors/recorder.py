@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jpki_sim import jpki
 from jpki_sim.errors import UserError
-from jpki_sim.trace import Comment, PowerOff, Reset, Trace, Xfer
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.trace.model import Comment, PowerOff, Reset, Trace, Xfer
 from jpki_sim.vectors.model import FORMAT, VERSION
 
 CERT_FIDS = {jpki.EF_AUTH_CERT, jpki.EF_SIGN_CERT, jpki.EF_AUTH_CA_CERT, jpki.EF_SIGN_CA_CERT}
@@ -69,7 +69,7 @@ class Recording:
 
 
 def _parse(command: bytes) -> Any:
-    from jpki_sim.apdu import CommandApdu
+    from jpki_sim.iso7816.apdu import CommandApdu
 
     try:
         return CommandApdu.parse(command)
@@ -248,7 +248,7 @@ def _mask_read(step: dict[str, Any], ef: int | None, application: bytes | None, 
 def record_file(trace_path: str | os.PathLike[str], out: str | os.PathLike[str], **kw: Any
                 ) -> Recording:
     """Record ``trace_path`` into the vector file ``out`` (checked by loading it back)."""
-    from jpki_sim import trace as tr
+    from jpki_sim.trace import model as tr
     from jpki_sim.vectors.loader import loads
 
     t = tr.load(trace_path)

@@ -124,7 +124,7 @@ def show(data: bytes) -> str:
 
 
 def _describe_sw(sw: int) -> str:
-    from jpki_sim.sw import describe
+    from jpki_sim.iso7816.sw import describe
 
     return describe(sw)
 
@@ -157,7 +157,7 @@ def compare(step: Xfer, command: bytes, response: bytes, facts: CardFacts,
 
 
 def _header(index: int, step: Any, command: bytes | None = None) -> str:
-    from jpki_sim.trace import describe_command
+    from jpki_sim.trace.model import describe_command
 
     where = f"step {index} (line {step.line})"
     if command is not None:

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from jpki_sim import jpki
 from jpki_sim.errors import JpkiSimError
+from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.vectors.checks import CardFacts
 from jpki_sim.vectors.model import Admin, Vector
 
 if TYPE_CHECKING:
-    from jpki_sim.state import CardStore
+    from jpki_sim.profiles.jpki.state import CardStore
     from jpki_sim.vectors.profiles import CardFactory
 
 
@@ -122,8 +122,8 @@ class EmulatedTarget(Target):
         self._mutate = wrap
 
     def new_card(self, vector: Vector) -> CardFacts:
-        from jpki_sim.profile import build_card
-        from jpki_sim.state import CardStore
+        from jpki_sim.profiles.jpki.build import build_card
+        from jpki_sim.profiles.jpki.state import CardStore
 
         state = self.factory.state(vector.profile)
         for pin, tries in vector.tries.items():
@@ -207,7 +207,7 @@ class ServedTarget(EmulatedTarget):
         return pcsc_limit(vector)
 
     def start(self, vector: Vector) -> CardFacts:
-        from jpki_sim.pcsc import PcscTransport
+        from jpki_sim.transport.pcsc import PcscTransport
 
         facts = self.new_card(vector)
         self.bridge.card = self.card  # between two commands: vpcd never sees the swap
@@ -258,8 +258,8 @@ class Fingerprint:
 
 
 def profile_fingerprint(state: Any, on: date) -> Fingerprint:
-    from jpki_sim import lifecycle
-    from jpki_sim.profile import cert_presence
+    from jpki_sim.issuer import lifecycle
+    from jpki_sim.profiles.jpki.build import cert_presence
 
     tries = tuple(p.tries_left if p.value is not None else 0
                   for p in (state.pins["auth"], state.pins["sign"], state.pins["helper"]))
@@ -279,12 +279,12 @@ class ReaderTarget(Target):
 
     def __init__(self, reader: str, pins: dict[str, str] | None = None,
                  today: date | None = None) -> None:
-        from jpki_sim.pcsc import PcscTransport
+        from jpki_sim.transport.pcsc import PcscTransport
 
         self.transport = PcscTransport(reader)
         self.name = self.transport.name
         self.pins = dict(pins or {})
-        from jpki_sim import lifecycle
+        from jpki_sim.issuer import lifecycle
 
         self.today = today or lifecycle.SystemClock().today()
         self.facts = CardFacts()
@@ -297,13 +297,13 @@ class ReaderTarget(Target):
         return r[:-2], r[-2] << 8 | r[-1]
 
     def _read_cert(self, fid: str) -> bytes | None:
-        from jpki_sim.client import JpkiClient
+        from jpki_sim.profiles.jpki.client import JpkiClient
 
         client = JpkiClient(self.transport)
         try:
             client.select_jpki()
             client.select_ef(int(fid, 16))
-            from jpki_sim.client import der_length
+            from jpki_sim.profiles.jpki.client import der_length
 
             header = client.read_binary(0, 4)
             return client.read_ef(der_length(header))
@@ -311,7 +311,7 @@ class ReaderTarget(Target):
             return None
 
     def _probe(self) -> Fingerprint:
-        from jpki_sim import lifecycle
+        from jpki_sim.issuer import lifecycle
         from jpki_sim.vectors.checks import split_certificate
 
         self.transport.reset()
@@ -333,7 +333,7 @@ class ReaderTarget(Target):
             self.facts.certificates[name] = self._read_cert(fid)
         sign_pin = self.pins.get("sign")
         if sign_pin and presence[:1] == b"\x8f":
-            from jpki_sim.client import JpkiClient
+            from jpki_sim.profiles.jpki.client import JpkiClient
 
             client = JpkiClient(self.transport)  # one client: no re-SELECT between the two
             try:
@@ -418,9 +418,9 @@ class ServedSession:
 
     def __init__(self, card: Any, port: int | None = None, timeout: float = 10.0,
                  label: str = "vectors") -> None:
-        from jpki_sim import pcscd
-        from jpki_sim.pcsc import PcscError, wait_for_card
-        from jpki_sim.vpcd import VpcdBridge
+        from jpki_sim.transport import pcscd
+        from jpki_sim.transport.pcsc import PcscError, wait_for_card
+        from jpki_sim.transport.vpcd import VpcdBridge
 
         if pcscd.vpcd_driver() is None:
             raise PcscError("the vpcd driver is not installed (apt-get install vsmartcard-vpcd)")
@@ -454,9 +454,9 @@ class ServedSession:
     @staticmethod
     def _free_port(readers: list[str]) -> int:
         """The first vpcd slot whose reader holds no card (slot 0 when all are taken)."""
-        from jpki_sim import pcscd
-        from jpki_sim.pcsc import reader_status
-        from jpki_sim.vpcd import DEFAULT_PORT
+        from jpki_sim.transport import pcscd
+        from jpki_sim.transport.pcsc import reader_status
+        from jpki_sim.transport.vpcd import DEFAULT_PORT
 
         present = {name: has_card for name, has_card, _atr in reader_status()}
         for conf in pcscd.vpcd_readers():
@@ -468,8 +468,8 @@ class ServedSession:
 
     @staticmethod
     def _take_lock(timeout: float) -> Any:
-        from jpki_sim import pcscd
-        from jpki_sim.pcsc import PcscError
+        from jpki_sim.transport import pcscd
+        from jpki_sim.transport.pcsc import PcscError
 
         try:
             return pcscd.take_reader_lock(timeout)
@@ -485,7 +485,7 @@ class ServedSession:
             self._lock = None
 
     def close(self) -> None:
-        from jpki_sim.pcsc import wait_for_card
+        from jpki_sim.transport.pcsc import wait_for_card
 
         try:
             self.bridge.stop()

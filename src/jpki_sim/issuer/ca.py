@@ -41,9 +41,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from jpki_sim import lifecycle
 from jpki_sim.errors import UserError
-from jpki_sim.state import Identity, write_atomic
+from jpki_sim.issuer import lifecycle
+from jpki_sim.profiles.jpki.state import Identity, write_atomic
 
 Which = Literal["auth", "sign"]
 WHICH: tuple[Which, ...] = ("auth", "sign")

@@ -22,11 +22,11 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
-from jpki_sim import jpki
 from jpki_sim.errors import JpkiSimError
+from jpki_sim.profiles.jpki import ids as jpki
 
 if TYPE_CHECKING:
-    from jpki_sim.trace import Trace, Xfer
+    from jpki_sim.trace.model import Trace, Xfer
 
 #: the answer of a replayed card to a command it did not expect
 SW_DIVERGED = b"\x6f\x00"
@@ -37,7 +37,7 @@ class ReplayDivergence(JpkiSimError):
 
 
 def _as_trace(trace: Trace | str | os.PathLike[str]) -> Trace:
-    from jpki_sim.trace import Trace, load
+    from jpki_sim.trace.model import Trace, load
 
     if isinstance(trace, Trace):
         return trace
@@ -47,7 +47,7 @@ def _as_trace(trace: Trace | str | os.PathLike[str]) -> Trace:
 def _matches(recorded: Xfer, command: bytes) -> bool:
     if not recorded.redacted:
         return recorded.command == command
-    from jpki_sim.trace import redact_command
+    from jpki_sim.trace.model import redact_command
 
     masked, _done = redact_command(command)
     return masked == recorded.command
@@ -57,7 +57,7 @@ class ReplayTransport:
     """A :class:`~jpki_sim.transport.Transport` that answers from a recorded trace, in order."""
 
     def __init__(self, trace: Trace | str | os.PathLike[str], name: str | None = None) -> None:
-        from jpki_sim.trace import Reset, Xfer
+        from jpki_sim.trace.model import Reset, Xfer
 
         self.trace = _as_trace(trace)
         self.name = name or f"replay:{self.trace.card or 'trace'}"

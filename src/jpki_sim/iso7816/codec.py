@@ -44,7 +44,8 @@ from construct import (
 )
 from construct.core import stream_size
 
-from jpki_sim.apdu import (
+from jpki_sim.errors import MalformedApdu
+from jpki_sim.iso7816.apdu import (
     EXT_MAX_NC,
     EXT_MAX_NE,
     SHORT_MAX_NC,
@@ -52,7 +53,6 @@ from jpki_sim.apdu import (
     CommandApdu,
     ResponseApdu,
 )
-from jpki_sim.errors import MalformedApdu
 
 __all__ = [
     "CASES",

@@ -11,9 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from jpki_sim import jpki
-from jpki_sim.apdu import CommandApdu
-from jpki_sim.engine import (
+from jpki_sim.card.engine import (
     ALWAYS,
     Card,
     CardError,
@@ -25,8 +23,10 @@ from jpki_sim.engine import (
     TransparentEF,
     pin_verified,
 )
-from jpki_sim.state import CardState, CardStore
-from jpki_sim.sw import SW
+from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.iso7816.sw import SW
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.state import CardState, CardStore
 
 #: capacity of the certificate EFs; the DER is followed by FF filler up to it.
 #: Real capacities are not public; a real auth certificate is 1583 bytes.
@@ -129,7 +129,7 @@ def _pin_format(policy: jpki.PinPolicy) -> Any:
 
 def compute_digital_signature(card: Card, apdu: CommandApdu) -> bytes:
     """``80 2A P1 P2 Lc data [Le]``: sign with the key EF current (P2=80) or named (80|SFI)."""
-    from jpki_sim.signing import sign_scheme
+    from jpki_sim.profiles.jpki.signing import sign_scheme
 
     ef = card.referenced_ef(apdu.p2)
     if not isinstance(ef, KeyEF):
@@ -153,7 +153,7 @@ def compute_digital_signature(card: Card, apdu: CommandApdu) -> bytes:
 
 def build_card(store: CardStore) -> Card:
     """The JPKI card for ``store``'s state. PIN counter changes are committed to ``store``."""
-    from jpki_sim import tlv
+    from jpki_sim.iso7816 import tlv
 
     st = store.state
     commit = store.commit

@@ -502,7 +502,7 @@ def loads_gp(text: str) -> Trace:
 
 
 def _hexbytes(text: str, lineno: int) -> bytes:
-    from jpki_sim.apdu import parse_hex
+    from jpki_sim.iso7816.apdu import parse_hex
 
     try:
         return parse_hex(text)
@@ -519,7 +519,7 @@ def _scriptor_bytes(b: bytes) -> str:
 
 def dumps_scriptor(trace: Trace) -> str:
     """The log form scriptor prints: ``> cmd`` / ``< resp : meaning``, 16 bytes a line."""
-    from jpki_sim.sw import meaning
+    from jpki_sim.iso7816.sw import meaning
 
     out: list[str] = []
     for e in trace.events:
@@ -719,7 +719,7 @@ _INS_NAMES = {
 
 def describe_command(command: bytes) -> str:
     """A short name for a command in the card's terms: ``SELECT jpki``, ``VERIFY auth PIN``."""
-    from jpki_sim import jpki
+    from jpki_sim.profiles.jpki import ids as jpki
 
     if len(command) < 4:
         return f"malformed ({len(command)} bytes)"
@@ -736,8 +736,8 @@ def describe_command(command: bytes) -> str:
     if ins == 0xA4 and p1 == 0x02 and len(body) == 2:
         return f"SELECT EF {body.hex().upper()}"
     if ins == 0xB0 and not p1 & 0x80:
-        from jpki_sim.apdu import CommandApdu
         from jpki_sim.errors import MalformedApdu
+        from jpki_sim.iso7816.apdu import CommandApdu
 
         try:
             ne = CommandApdu.parse(command).ne
@@ -754,7 +754,7 @@ def describe_command(command: bytes) -> str:
 
 def format_event(e: Event, *, width: int = 16) -> list[str]:
     """Human-readable lines for one event (``jpki-sim trace show``)."""
-    from jpki_sim.sw import describe, tries_left
+    from jpki_sim.iso7816.sw import describe, tries_left
 
     stamp = f"{e.t:10.6f}"
     if isinstance(e, Reset):

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jpki_sim.apdu import CommandApdu
 from jpki_sim.errors import CardError, MalformedApdu
-from jpki_sim.state import PinState
-from jpki_sim.sw import SW, pin_status_sw
+from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.iso7816.sw import SW, pin_status_sw
+from jpki_sim.profiles.jpki.state import PinState
 
 log = logging.getLogger(__name__)
 

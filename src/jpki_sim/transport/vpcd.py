@@ -28,8 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from jpki_sim.trace import PIN_COMMANDS
-from jpki_sim.transport import EmulatedCard
+from jpki_sim.iso7816.transport import EmulatedCard
+from jpki_sim.trace.model import PIN_COMMANDS
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 35963  # vpcd's CHANNELID 0x8C7B; slot n listens on DEFAULT_PORT + n

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from jpki_sim.engine import Card
-from jpki_sim.state import CardStore
+from jpki_sim.card.engine import Card
+from jpki_sim.profiles.jpki.state import CardStore
 
 
 class InProcessTransport:
@@ -35,7 +35,7 @@ class InProcessTransport:
 
 def open_card_file(path: str) -> tuple[InProcessTransport, CardStore]:
     """Load a card file and put the card behind an in-process transport."""
-    from jpki_sim.profile import build_card
+    from jpki_sim.profiles.jpki.build import build_card
 
     store = CardStore.open(path)
     return InProcessTransport(build_card(store), name=str(path)), store

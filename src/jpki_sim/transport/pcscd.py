@@ -341,7 +341,7 @@ class Pcscd:
 
 def wait_for_readers(names: Sequence[str] | None = None, timeout: float = 10.0) -> list[str]:
     """Poll pcscd until the named readers (or, with None, any vpcd reader) are listed."""
-    from jpki_sim.pcsc import PcscError, list_readers
+    from jpki_sim.transport.pcsc import PcscError, list_readers
 
     conf = vpcd_readers()
     prefixes = tuple({r.friendly_name for r in conf}) or ("Virtual PCD",)

@@ -246,7 +246,7 @@ class Apdus:
     """The APDUs of the benchmark, built once."""
 
     def __init__(self) -> None:
-        from jpki_sim import jpki
+        from jpki_sim.profiles.jpki import ids as jpki
 
         self.select_aid = bytes((0x00, 0xA4, 0x04, 0x0C, len(jpki.JPKI_AID))) + jpki.JPKI_AID
         self.select_auth_cert = bytes.fromhex("00A4020C02") + jpki.EF_AUTH_CERT.to_bytes(2, "big")
@@ -277,8 +277,8 @@ def check(resp: bytes, want_sw: bytes, what: str) -> bytes:
 
 def make_state(work: Path) -> tuple[Any, Any]:
     """A card state issued by a fresh test CA in ``work`` (and the CA)."""
-    from jpki_sim import issuer
-    from jpki_sim.ca import TestCA
+    from jpki_sim.issuer import counter as issuer
+    from jpki_sim.issuer.ca import TestCA
 
     ca = TestCA.open(work / "ca")
     state = issuer.issue_card(issuer.default_identity(), ISSUED, ca=ca)
@@ -289,8 +289,8 @@ def make_state(work: Path) -> tuple[Any, Any]:
 
 
 def bench_inprocess(cfg: Settings, state: Any, work: Path, progress: Progress) -> dict[str, Any]:
-    from jpki_sim.profile import build_card
-    from jpki_sim.state import CardStore, save
+    from jpki_sim.profiles.jpki.build import build_card
+    from jpki_sim.profiles.jpki.state import CardStore, save
 
     a = Apdus()
     ok = b"\x90\x00"
@@ -376,9 +376,9 @@ def bench_signature(cfg: Settings, state: Any, progress: Progress) -> dict[str, 
     from cryptography.hazmat.primitives.asymmetric import padding, utils
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    from jpki_sim.profile import build_card
-    from jpki_sim.signing import SHA256_DIGEST_INFO_PREFIX
-    from jpki_sim.state import CardStore
+    from jpki_sim.profiles.jpki.build import build_card
+    from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX
+    from jpki_sim.profiles.jpki.state import CardStore
 
     a = Apdus()
     ok = b"\x90\x00"
@@ -430,9 +430,9 @@ def bench_signature(cfg: Settings, state: Any, progress: Progress) -> dict[str, 
 
 def _issue_one(ca_dir: str, out: str) -> float:
     """Worker of the batch: issue one card from the CA in ``ca_dir`` and save it."""
-    from jpki_sim import issuer
-    from jpki_sim.ca import TestCA
-    from jpki_sim.state import save
+    from jpki_sim.issuer import counter as issuer
+    from jpki_sim.issuer.ca import TestCA
+    from jpki_sim.profiles.jpki.state import save
 
     t0 = time.perf_counter()
     state = issuer.issue_card(issuer.default_identity(), ISSUED, ca=TestCA.open(ca_dir))
@@ -442,9 +442,10 @@ def _issue_one(ca_dir: str, out: str) -> float:
 
 def bench_issuance(cfg: Settings, state: Any, ca: Any, work: Path,
                    progress: Progress) -> dict[str, Any]:
-    from jpki_sim import issuer, jpki
-    from jpki_sim.lifecycle import FixedClock
-    from jpki_sim.state import CardStore
+    from jpki_sim.issuer import counter as issuer
+    from jpki_sim.issuer.lifecycle import FixedClock
+    from jpki_sim.profiles.jpki import ids as jpki
+    from jpki_sim.profiles.jpki.state import CardStore
 
     issue_fig = Figure("issue_card")
     renew_fig = Figure("renew")
@@ -559,8 +560,8 @@ def bench_serve(cfg: Settings, state: Any, work: Path, port: int, reader: str,
     """``jpki-sim serve CARD`` from exec until its ready line (the card seen in pcscd)."""
     import selectors
 
-    from jpki_sim.pcsc import wait_for_card
-    from jpki_sim.state import save
+    from jpki_sim.profiles.jpki.state import save
+    from jpki_sim.transport.pcsc import wait_for_card
 
     path = _saved(save, state, work / "serve-card.json")
     env = cached_bytecode_env(work)
@@ -691,7 +692,7 @@ class PcscUnavailable(Exception):
 @contextmanager
 def pcsc_lock(timeout: float) -> Iterator[None]:
     """Take the PC/SC tests' lock so a benchmark and a test run never share the readers."""
-    from jpki_sim import pcscd
+    from jpki_sim.transport import pcscd
 
     try:
         lock = pcscd.take_reader_lock(timeout)
@@ -707,7 +708,7 @@ def pcsc_lock(timeout: float) -> Iterator[None]:
 @contextmanager
 def pcsc_stack(log_dir: Path) -> Iterator[dict[str, Any]]:
     """pcscd with vpcd readers: the running one, or (as root) one we start and stop."""
-    from jpki_sim import pcscd
+    from jpki_sim.transport import pcscd
 
     try:
         import smartcard.scard  # noqa: F401
@@ -772,7 +773,7 @@ class Client:
 
 
 def _reader(port: int, readers: list[str]) -> str:
-    from jpki_sim import pcscd
+    from jpki_sim.transport import pcscd
 
     name = pcscd.pcsc_reader_name(port, readers)
     if name is None:
@@ -781,7 +782,7 @@ def _reader(port: int, readers: list[str]) -> str:
 
 
 def _attach(start: Callable[[], Any], attached: Any, reader: str) -> None:
-    from jpki_sim.pcsc import wait_for_card
+    from jpki_sim.transport.pcsc import wait_for_card
 
     if not wait_for_card(reader, present=False, timeout=3.0):
         raise PcscUnavailable(f"reader {reader!r} already holds a card (another server?)")
@@ -794,7 +795,7 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
     """Child process: serve one card on ``port`` until ``stop`` is set."""
     import gc
 
-    from jpki_sim import jpki
+    from jpki_sim.profiles.jpki import ids as jpki
 
     # the child inherits the benchmark's whole heap; a fresh `jpki-sim serve` has
     # a small one. Frozen objects are left out of garbage collections, so the card
@@ -805,9 +806,9 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
     if kind == "null":
         server = NullCard(port, jpki.ATR).start()
     else:
-        from jpki_sim.profile import build_card
-        from jpki_sim.state import CardStore
-        from jpki_sim.vpcd import VpcdBridge
+        from jpki_sim.profiles.jpki.build import build_card
+        from jpki_sim.profiles.jpki.state import CardStore
+        from jpki_sim.transport.vpcd import VpcdBridge
 
         server = VpcdBridge(build_card(CardStore(copy.deepcopy(state))), port=port,
                             label="bench card")
@@ -853,7 +854,7 @@ class HostedCard:
 
 
 def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dict[str, Any]:
-    from jpki_sim.pcsc import wait_for_card
+    from jpki_sim.transport.pcsc import wait_for_card
 
     with pcsc_lock(cfg.pcsc_wait), pcsc_stack(work) as stack:
         ports = cfg.ports

@@ -22,11 +22,20 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki_sim import jpki, lifecycle, mynumber
-from jpki_sim.ca import TestCA, Which
 from jpki_sim.errors import UserError
-from jpki_sim.lifecycle import Clock
-from jpki_sim.state import SEX_CODES, CardState, CardStore, Identity, KeySlot, PinState
+from jpki_sim.issuer import lifecycle
+from jpki_sim.issuer.ca import TestCA, Which
+from jpki_sim.issuer.lifecycle import Clock
+from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki import mynumber
+from jpki_sim.profiles.jpki.state import (
+    SEX_CODES,
+    CardState,
+    CardStore,
+    Identity,
+    KeySlot,
+    PinState,
+)
 
 #: a callable handing out a fresh RSA-2048 private key each call
 KeySource = Callable[[], rsa.RSAPrivateKey]
