@@ -29,7 +29,8 @@ from typing import Any
 
 import pytest
 
-from jpki_sim.profiles.jpki.state import CardState, CardStore, save
+from jpki_sim.profiles.jpki.state import CardState, save, new_store, open_store
+from jpki_sim.card.store import CardStore
 from jpki_sim.transport import pcscd
 from jpki_sim.transport.vpcd import DEFAULT_PORT, VpcdBridge
 
@@ -127,12 +128,12 @@ def fresh_store(jpki_state: CardState, tmp_path: Path) -> CardStore:
     """A file-backed copy of the session's card with full PIN counters."""
     path = tmp_path / "card.json"
     save(copy.deepcopy(jpki_state), path)
-    return CardStore.open(path)
+    return open_store(path)
 
 
 def new_store(state: CardState, path: Path) -> CardStore:
     save(copy.deepcopy(state), path)
-    return CardStore.open(path)
+    return open_store(path)
 
 
 # ---------------------------------------------------------------- served cards
@@ -154,7 +155,7 @@ class ServedCard:
     def insert(self, card: Any) -> None:
         """Swap the card (between PC/SC connections); pcscd may still think it powered."""
         card.power_on()
-        self.bridge.card = card
+        self.bridge.replace_card(card)
 
 
 def attach(card: Any, port: int, reader: str, timeout: float = 5.0) -> VpcdBridge:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jpki_sim.errors import MalformedApdu
+from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.iso7816.apdu import CommandApdu, ResponseApdu, encode_sw, parse_hex
 
 H = "00B00000"  # READ BINARY header, reused below

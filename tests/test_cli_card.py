@@ -469,13 +469,13 @@ def test_unwritable_places_are_one_line_errors(
     )
     assert "cannot create the test CA" in one_line_error(code, err)
 
-    import jpki_sim.profiles.jpki.state
+    import jpki_sim.card.store
 
     def refuse(path: object, data: bytes, mode: int = 0o600) -> None:
         raise PermissionError(13, "Permission denied")
 
     # (tests run as root here, so a read-only directory would not refuse)
-    monkeypatch.setattr(jpki_sim.profiles.jpki.state, "write_atomic", refuse)
+    monkeypatch.setattr(jpki_sim.card.store, "write_atomic", refuse)
     code, _, err = run(capsys, "card", "issue", str(tmp_path / "c.json"), "--ca", str(ca_dir))
     assert "cannot write" in one_line_error(code, err)
     assert not (tmp_path / "c.json").exists()
@@ -489,7 +489,7 @@ def test_commands_without_a_card_file_act_on_the_default_card(
     """`jpki-sim card status` (no file) shows the card `jpki-sim serve` serves."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("HOME", str(tmp_path))
-    from jpki_sim.issuer.counter import default_card_path
+    from jpki_sim.issuer.default import default_card_path
 
     doc = run_json(capsys, "card", "status")
     assert doc["path"] == str(default_card_path())

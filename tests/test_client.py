@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from jpki_sim.errors import ApduError, PinError
+from jpki_sim.iso7816.errors import ApduError, PinError
 from jpki_sim.iso7816.apdu import CommandApdu
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.client import (
@@ -355,11 +355,11 @@ def card_client() -> ClientAndState:
     from pathlib import Path
 
     from jpki_sim.profiles.jpki.build import build_card
-    from jpki_sim.profiles.jpki.state import CardStore, load
+    from jpki_sim.profiles.jpki.state import load, new_store
     from jpki_sim.transport.inprocess import InProcessTransport
 
     state = load(Path(__file__).parent / "shell_scripts" / "card.json")
-    store = CardStore(state)  # in memory: the fixture file is never changed
+    store = new_store(state)  # in memory: the fixture file is never changed
     return JpkiClient(InProcessTransport(build_card(store))), state
 
 

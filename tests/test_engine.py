@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from jpki_sim.card.engine import (
+from jpki_sim.card.engine import Card
+from jpki_sim.card.files import (
     ALWAYS,
     NEVER,
-    Card,
     DedicatedFile,
     KeyEF,
     PinEF,
-    PinObject,
     TransparentEF,
     pin_verified,
 )
-from jpki_sim.profiles.jpki.state import PinState
+from jpki_sim.card.pins import PinState, RetryCounter
 
 AID_A = bytes.fromhex("A000000001")
 AID_B = bytes.fromhex("A000000002")
@@ -35,17 +36,23 @@ class Counter:
         self.commits = 0
         self.disk: list[dict[str, object]] = []
         self.pins: list[PinState] = []
+        #: raised right after a save: the power went away
+        self.crash_after_save: type[Exception] | None = None
 
-    def __call__(self) -> None:
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        yield
         self.commits += 1
         self.disk.append({id(p): copy.copy(p) for p in self.pins})
+        if self.crash_after_save is not None:
+            raise self.crash_after_save()
 
 
 def make_card(pin_value: str = "1234", max_tries: int = 3) -> tuple[Card, PinState, Counter]:
     counter = Counter()
     pin_state = PinState(pin_value, max_tries, max_tries)
     counter.pins.append(pin_state)
-    pin = PinObject(pin_state, counter, check_format=lambda b: len(b) == 4 and b.isdigit())
+    pin = RetryCounter.of(pin_state, counter, check_format=lambda b: len(b) == 4 and b.isdigit())
     df_a = DedicatedFile(
         AID_A,
         "a",
@@ -268,14 +275,8 @@ def test_crash_after_counter_saved_still_counts_a_try() -> None:
     class PowerLoss(Exception):
         pass
 
-    def crash_on_commit() -> None:
-        counter()
-        raise PowerLoss
-
-    pin_ef = card.applications[AID_A].files[0x10]
-    assert isinstance(pin_ef, PinEF)
-    pin_ef.pin._commit = crash_on_commit
     select_a(card)
+    counter.crash_after_save = PowerLoss
     assert verify(card, b"1234") == "6F00"  # the card died mid-command
     disk = counter.disk[-1][id(state)]
     assert isinstance(disk, PinState) and disk.tries_left == 2
@@ -325,7 +326,7 @@ def test_admin_block_and_unblock() -> None:
     pin.block()
     select_a(card)
     assert verify(card, b"1234") == "6984"
-    pin.unblock("4321")
+    pin.reset("4321")
     assert verify(card, None) == "63C3"
     assert verify(card, b"4321") == "9000"
 

@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import counter as issuer
-from jpki_sim.issuer import lifecycle
+from jpki_sim.issuer import default, lifecycle
 from jpki_sim.issuer.ca import TestCA, read_holder_facts
 from jpki_sim.issuer.lifecycle import FixedClock
-from jpki_sim.profiles.jpki.state import CardState, CardStore, Identity, load, save
+from jpki_sim.profiles.jpki.state import CardState, Identity, load, save, new_store, open_store
+from jpki_sim.card.store import CardStore
 
 ISSUED = date(2020, 8, 27)
 PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}
@@ -53,7 +54,7 @@ def store(test_ca: TestCA, keys: issuer.KeyPool, tmp_path: Path) -> CardStore:
     state = issuer.issue_card(issuer.default_identity(), ISSUED, ca=test_ca, keys=keys)
     path = tmp_path / "card.json"
     save(state, path)
-    return CardStore.open(path)
+    return open_store(path)
 
 
 def cert_of(der: bytes) -> x509.Certificate:
@@ -380,7 +381,7 @@ def test_reset_pin_checks_form_and_presence(
     state = issuer.issue_card(
         issuer.default_identity(), ISSUED, with_sign=False, ca=test_ca, keys=keys
     )
-    st = CardStore(state, tmp_path / "c.json")
+    st = new_store(state, tmp_path / "c.json")
     with pytest.raises(UserError, match="no sign certificate"):
         issuer.reset_pin(st, "sign", "NEWPIN1")
     with pytest.raises(UserError, match="4 digits"):
@@ -417,7 +418,7 @@ def test_minor_certificates_are_not_renewed_separately(
     test_ca: TestCA, keys: issuer.KeyPool, tmp_path: Path
 ) -> None:
     child = Identity("番号 太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
-    st = CardStore(
+    st = new_store(
         issuer.issue_card(child, date(2020, 6, 1), ca=test_ca, keys=keys), tmp_path / "c.json"
     )
     st.commit()
@@ -475,14 +476,14 @@ def test_default_card_is_created_on_first_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: issuer.KeyPool
 ) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    path = issuer.default_card_path()
+    path = default.default_card_path()
     assert path == tmp_path / "data" / "jpki-sim" / "card.json"
-    store = issuer.open_default_card(keys=keys, clock=FixedClock(date(2024, 1, 5)))
+    store = default.open_default_card(keys=keys, clock=FixedClock(date(2024, 1, 5)))
     assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert store.state.identity.name == "番号 花子"
     assert store.state.issued == date(2024, 1, 5)
     assert (tmp_path / "data" / "jpki-sim" / "ca" / "ca.json").exists()
-    again = issuer.open_default_card(keys=keys)
+    again = default.open_default_card(keys=keys)
     assert again.state.to_json() == store.state.to_json()
 
 
@@ -497,7 +498,7 @@ def test_after_renewal_the_card_reads_the_new_certificate_and_signs_with_the_new
 
     issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2025, 2, 1)), keys=keys)
     new_der = store.state.auth.cert_der  # type: ignore[union-attr]
-    card = InProcessTransport(build_card(CardStore.open(store.path)))  # type: ignore[arg-type]
+    card = InProcessTransport(build_card(open_store(store.path)))  # type: ignore[arg-type]
 
     def send(hex_apdu: str) -> bytes:
         resp = card.transmit(bytes.fromhex(hex_apdu.replace(" ", "")))
@@ -531,7 +532,7 @@ def test_card_renewal_makes_a_new_card_and_revokes_the_old_certificates(
     test_ca: TestCA, keys: issuer.KeyPool, tmp_path: Path
 ) -> None:
     child = Identity("番号 太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
-    st = CardStore(
+    st = new_store(
         issuer.issue_card(child, date(2020, 6, 1), ca=test_ca, keys=keys, pins={"auth": "2468"}),
         tmp_path / "c.json",
     )

@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from jpki_sim.errors import ApduError, PinError
+from jpki_sim.iso7816.errors import ApduError, PinError
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.build import build_card
 from jpki_sim.profiles.jpki.client import JpkiClient

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jpki_sim.errors import PinError
+from jpki_sim.iso7816.errors import PinError
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.client import JpkiClient
 from jpki_sim.profiles.jpki.state import CardState, load

@@ -23,7 +23,8 @@ from jpki_sim.issuer.counter import KeyPool, default_identity, issue_card
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.build import build_card
 from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX
-from jpki_sim.profiles.jpki.state import CardState, CardStore, load, save
+from jpki_sim.profiles.jpki.state import CardState, load, save, new_store
+from jpki_sim.card.store import CardStore
 from jpki_sim.testing import strategies as jst
 
 JPKI = "00A4040C0A" + jpki.JPKI_AID.hex()
@@ -63,7 +64,7 @@ def store(base_states: dict[str, CardState], tmp_path: Path) -> CardStore:
     path = tmp_path / "card.json"
     state = copy.deepcopy(base_states["both"])
     save(state, path)
-    return CardStore(state, path)
+    return new_store(state, path)
 
 
 @pytest.fixture
@@ -347,7 +348,7 @@ def test_jpki_pin_does_not_open_the_helper(card: Card) -> None:
 
 
 def _card_for(state: CardState) -> Card:
-    c = build_card(CardStore(copy.deepcopy(state)))
+    c = build_card(new_store(copy.deepcopy(state)))
     c.power_on()
     return c
 
@@ -445,7 +446,7 @@ def test_crash_after_the_counter_write_still_costs_the_try(
 def test_any_bytes_answer_a_status_word_and_touch_no_pin(
     base_states: dict[str, CardState], prefix: str, raw: bytes
 ) -> None:
-    store = CardStore(copy.deepcopy(base_states["both"]))
+    store = new_store(copy.deepcopy(base_states["both"]))
     card = build_card(store)
     card.power_on()
     if prefix:

@@ -12,7 +12,7 @@ import pytest
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.shell import CardTarget, ExpectationFailed, QuitShell, Shell, ShellError
 from jpki_sim.shell.apdu_text import ApduTextError, parse_apdu_text, sw_matches
-from jpki_sim.shell.registry import COMMANDS
+
 from jpki_sim.trace.model import TraceWriter, load
 
 CARD = Path(__file__).parent / "shell_scripts" / "card.json"
@@ -342,7 +342,7 @@ def test_apdus_off_hides_exchanges(shell: Shell) -> None:
 def test_every_command_has_help(shell: Shell) -> None:
     shell.execute("help")
     listing = output(shell)
-    for name, spec in COMMANDS.items():
+    for name, spec in shell.verbs.commands.items():
         assert f"  {name:<13} {spec.summary}" in listing
         shell.execute(f"help {name}")
         text = output(shell)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jpki_sim.profiles.jpki.build import build_card
-from jpki_sim.profiles.jpki.state import CardStore
+from jpki_sim.profiles.jpki.state import open_store
 from jpki_sim.shell import CardTarget, Shell
 from pcsc_harness import ServedCard
 
@@ -31,7 +31,7 @@ PORTABLE = ["session", "raw_apdus"]
 def served(vpcd_slot0: ServedCard, tmp_path: Path) -> ServedCard:
     card = tmp_path / "card.json"
     shutil.copyfile(HERE / "card.json", card)
-    store = CardStore.open(card)
+    store = open_store(card)
     vpcd_slot0.insert(build_card(store))
     vpcd_slot0.store = store
     return vpcd_slot0

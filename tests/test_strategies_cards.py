@@ -12,10 +12,10 @@ from jpki_sim.issuer.counter import KeyPool, issue_card
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.build import build_card
 from jpki_sim.profiles.jpki.client import JpkiClient
-from jpki_sim.profiles.jpki.state import CardStore
+from jpki_sim.profiles.jpki.state import new_store
 from jpki_sim.testing import strategies as jst
 from jpki_sim.transport.inprocess import InProcessTransport
-from jpki_sim.vectors.profiles import PROFILES
+from jpki_sim.issuer.presets import PRESETS as PROFILES
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_card_specs_issue_cards_that_answer_as_specified(
     spec: dict[str, object], ca: TestCA, keys: KeyPool
 ) -> None:
     state = issue_card(**spec, ca=ca, keys=keys)  # type: ignore[arg-type]
-    card = InProcessTransport(build_card(CardStore(state)))
+    card = InProcessTransport(build_card(new_store(state)))
     client = JpkiClient(card)
     client.select_jpki()
     presence = client.certificate_presence()

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from jpki_sim.errors import ApduError, CardError, MalformedApdu, PinError
-from jpki_sim.iso7816.sw import SW, describe, is_success, meaning, pin_status_sw, tries_left
+from jpki_sim.iso7816.errors import ApduError, CardError, MalformedApdu, PinError
+from jpki_sim.iso7816.sw import (
+    SW,
+    describe,
+    is_success,
+    iso_meaning,
+    meaning,
+    pin_status_sw,
+    tries_left,
+)
 
 
 @pytest.mark.parametrize(
@@ -19,17 +27,25 @@ from jpki_sim.iso7816.sw import SW, describe, is_success, meaning, pin_status_sw
         (0x6700, "6700 wrong length"),
         (0x6A86, "6A86 incorrect parameters P1-P2"),
         (0x6984, "6984 reference data not usable (PIN blocked)"),
-        (0x69FC, "69FC secure messaging refused (JPKI)"),
     ],
 )
 def test_describe_fixed_words(sw: int, text: str) -> None:
     assert describe(sw) == text
 
 
+def test_a_profile_adds_the_meanings_of_its_own_words() -> None:
+    from jpki_sim.profiles import registry
+
+    assert iso_meaning(0x69FC) == "secure messaging refused (proprietary)"
+    registry.get("jpki")
+    assert describe(0x69FC) == "69FC secure messaging refused (JPKI)"
+    assert iso_meaning(0x69FC) == "secure messaging refused (proprietary)"
+
+
 def test_every_enum_member_has_its_own_meaning() -> None:
     for member in SW:
-        assert meaning(member) != "unknown status word", member.name
-    assert len({meaning(m) for m in SW}) == len(SW)
+        assert iso_meaning(member) != "unknown status word", member.name
+    assert len({iso_meaning(m) for m in SW}) == len(SW)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from jpki_sim.vectors import checks, loader, profiles, runner
+from jpki_sim.issuer import presets as profiles
+from jpki_sim.vectors import checks, loader, runner
+from jpki_sim.vectors import jpki as jpki_checks
 from jpki_sim.vectors.model import Vector, Xfer
 from jpki_sim.vectors.targets import InProcessTarget, wrong_pin
 
@@ -45,7 +47,7 @@ def test_suite_covers_every_feature_and_profile() -> None:
     features = {v.feature for v in SUITE}
     assert {"select", "read_binary", "pin_auth", "pin_sign", "pin_helper", "sign", "helper",
             "foreign_aids", "malformed", "power", "profiles"} <= features
-    assert {v.profile for v in SUITE} == set(profiles.PROFILES)
+    assert {v.profile for v in SUITE} == set(profiles.PRESETS)
 
 
 def _commands(v: Vector) -> list[str]:
@@ -315,7 +317,7 @@ def _ctx(data: bytes, sw: int = 0x9000, command: bytes = b"") -> checks.CheckCon
     st = profiles.state("default")
     from datetime import date
 
-    return checks.CheckContext(data, sw, command, checks.CardFacts.from_state(st),
+    return checks.CheckContext(data, sw, command, jpki_checks.CardFacts.from_state(st),
                                date(2026, 4, 1))
 
 
@@ -381,13 +383,13 @@ def test_profiles_are_issued_once_and_copied() -> None:
 def test_profiles_have_what_their_names_say() -> None:
     from jpki_sim.issuer import lifecycle
 
-    s = {name: profiles.state(name) for name in profiles.PROFILES}
+    s = {name: profiles.state(name) for name in profiles.PRESETS}
     assert s["default"].auth and s["default"].sign
     assert s["auth-only"].auth and s["auth-only"].sign is None
     assert s["no-certs"].auth is None and s["no-certs"].sign is None
     assert s["minor"].sign is None and lifecycle.age_on(s["minor"].identity.birthdate,
                                                         s["minor"].issued) < 15
-    ref = profiles.PROFILES["expired"].reference_date
+    ref = profiles.PRESETS["expired"].reference_date
     assert lifecycle.is_expired(s["expired"].expires, ref)
     assert s["cert-expired"].auth is not None
     assert lifecycle.is_expired(s["cert-expired"].auth.expires, ref)

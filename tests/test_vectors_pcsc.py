@@ -22,7 +22,8 @@ from jpki_sim.trace import model as trace
 from jpki_sim.transport.inprocess import InProcessTransport
 from jpki_sim.transport.pcscd import READER_LOCK_HELD_ENV as LOCK_HELD_ENV
 from jpki_sim.transport.replay import ReplayCard
-from jpki_sim.vectors import loader, profiles, runner
+from jpki_sim.issuer import presets as profiles
+from jpki_sim.vectors import loader, runner
 from jpki_sim.vectors.model import Vector, Xfer
 from jpki_sim.vectors.targets import (
     InProcessTarget,

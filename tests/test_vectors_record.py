@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from jpki_sim.errors import PinError
+from jpki_sim.iso7816.errors import PinError
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.client import JpkiClient
 from jpki_sim.profiles.jpki.signing import digest_info
 from jpki_sim.trace import model as trace
 from jpki_sim.transport.inprocess import InProcessTransport
 from jpki_sim.transport.replay import ReplayCard, ReplayDivergence, ReplayTransport
-from jpki_sim.vectors import loader, profiles, recorder, runner
+from jpki_sim.issuer import presets as profiles
+from jpki_sim.vectors import loader, recorder, runner
 from jpki_sim.vectors.targets import InProcessTarget
 
 DIGEST = digest_info("sha256", hashlib.sha256(b"recorded session").digest())
@@ -267,7 +268,7 @@ def test_real_shell_session_recorded_and_run(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from jpki_sim.vectors import profiles
+    from jpki_sim.issuer import presets as profiles
 
     card = tmp_path / "card.json"
     profiles.factory().store("default", str(card))

@@ -290,11 +290,12 @@ def make_state(work: Path) -> tuple[Any, Any]:
 
 def bench_inprocess(cfg: Settings, state: Any, work: Path, progress: Progress) -> dict[str, Any]:
     from jpki_sim.profiles.jpki.build import build_card
-    from jpki_sim.profiles.jpki.state import CardStore, save
+    from jpki_sim.profiles.jpki.state import save, new_store, open_store
+    from jpki_sim.card.store import CardStore
 
     a = Apdus()
     ok = b"\x90\x00"
-    card = build_card(CardStore(copy.deepcopy(state)))
+    card = build_card(new_store(copy.deepcopy(state)))
     card.power_on()
     process = card.process
     n = cfg.batch_apdus
@@ -313,7 +314,7 @@ def bench_inprocess(cfg: Settings, state: Any, work: Path, progress: Progress) -
         for chunk in chunks:
             process(chunk)
 
-    file_store = CardStore.open(_saved(save, state, work / "verify-file.json"))
+    file_store = open_store(_saved(save, state, work / "verify-file.json"))
     file_card = build_card(file_store)
     file_card.power_on()
     for c in (card, file_card):
@@ -378,7 +379,8 @@ def bench_signature(cfg: Settings, state: Any, progress: Progress) -> dict[str, 
 
     from jpki_sim.profiles.jpki.build import build_card
     from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX
-    from jpki_sim.profiles.jpki.state import CardStore
+    from jpki_sim.profiles.jpki.state import new_store, open_store
+    from jpki_sim.card.store import CardStore
 
     a = Apdus()
     ok = b"\x90\x00"
@@ -386,7 +388,7 @@ def bench_signature(cfg: Settings, state: Any, progress: Progress) -> dict[str, 
     info = SHA256_DIGEST_INFO_PREFIX + digest
     sign_apdu = bytes((0x80, 0x2A, 0x00, 0x80, len(info))) + info + b"\x00"
 
-    card = build_card(CardStore(copy.deepcopy(state)))
+    card = build_card(new_store(copy.deepcopy(state)))
     card.power_on()
     process = card.process
     for apdu in (a.select_aid, a.select_auth_pin, a.verify, a.select_auth_key):
@@ -445,7 +447,8 @@ def bench_issuance(cfg: Settings, state: Any, ca: Any, work: Path,
     from jpki_sim.issuer import counter as issuer
     from jpki_sim.issuer.lifecycle import FixedClock
     from jpki_sim.profiles.jpki import ids as jpki
-    from jpki_sim.profiles.jpki.state import CardStore
+    from jpki_sim.profiles.jpki.state import new_store, open_store
+    from jpki_sim.card.store import CardStore
 
     issue_fig = Figure("issue_card")
     renew_fig = Figure("renew")
@@ -458,7 +461,7 @@ def bench_issuance(cfg: Settings, state: Any, ca: Any, work: Path,
         progress.advance(task)
     pins = {k: jpki.DEFAULT_PINS[k] for k in ("auth", "sign")}
     for _ in range(cfg.renewals):
-        store = CardStore(copy.deepcopy(state))  # in memory: the counter writes the chip
+        store = new_store(copy.deepcopy(state))  # in memory: the counter writes the chip
         t0 = perf()
         issuer.renew(store, pins=pins, ca=ca, clock=FixedClock(RENEW_AT))
         renew_fig.add(perf() - t0)
@@ -807,10 +810,11 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
         server = NullCard(port, jpki.ATR).start()
     else:
         from jpki_sim.profiles.jpki.build import build_card
-        from jpki_sim.profiles.jpki.state import CardStore
+        from jpki_sim.profiles.jpki.state import new_store, open_store
+        from jpki_sim.card.store import CardStore
         from jpki_sim.transport.vpcd import VpcdBridge
 
-        server = VpcdBridge(build_card(CardStore(copy.deepcopy(state))), port=port,
+        server = VpcdBridge(build_card(new_store(copy.deepcopy(state))), port=port,
                             label="bench card")
         server.start()
     try:

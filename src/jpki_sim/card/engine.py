@@ -1,215 +1,102 @@
 """A generic ISO/IEC 7816-4 card: files, security status, PINs, command dispatch.
 
-The engine knows nothing of JPKI. A profile (see :mod:`jpki_sim.profile`)
-hands it an ATR, dedicated files with their elementary files, and handlers for
-any proprietary commands; another card could be assembled the same way.
+The engine knows no particular card. A profile (:mod:`jpki_sim.profiles`) hands
+it an ATR, dedicated files with their elementary files, the rule by which P2
+names a PIN or key, and handlers for any instruction of its own (or in place of
+an interindustry one); another card is assembled the same way.
 
 Rules this engine follows (see docs/protocol.md for the why):
 
 * Applications (DFs) are selected by AID (``00 A4 04 xx``), EFs by FID under
   the current DF (``00 A4 02 xx``). Selecting an application, even the current
   one again, clears the whole security status (no PIN stays verified).
+  SELECT with P2=00 returns the FCI the profile gave the file, if any.
 * READ BINARY reads transparent EFs: 15-bit offset or short-EF form, returns
   ``min(Ne, size - offset)`` bytes, offset at or past the end gives 6B00.
-* PIN objects: the retry counter is decremented and persisted **before** the
-  comparison, so a crash never gives a free try. An empty VERIFY always
-  reports ``63Cx`` (never "already verified"). Wrong PIN ``63Cx`` with x the
-  tries left, blocked ``6984``.
+* PINs follow the one retry-counter rule of :mod:`jpki_sim.card.pins`: the try
+  is spent and saved **before** the comparison. An empty VERIFY always reports
+  ``63Cx`` (never "already verified"). Wrong PIN ``63Cx`` with x the tries
+  left, blocked ``6984``.
 * Any exception escaping a handler is answered ``6F00``; nothing ever escapes
-  :meth:`Card.process`.
+  :meth:`Card.process`, and nothing of the command is logged (it may hold a PIN).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
-from jpki_sim.errors import CardError, MalformedApdu
+from jpki_sim.card.files import (
+    ALWAYS,
+    Access,
+    DedicatedFile,
+    ElementaryFile,
+    KeyEF,
+    PinEF,
+    TransparentEF,
+)
+from jpki_sim.card.pins import RetryCounter
+from jpki_sim.iso7816 import ins as I
 from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.iso7816.errors import CardError, MalformedApdu
+from jpki_sim.iso7816.ins import INS, instruction_key
 from jpki_sim.iso7816.sw import SW, pin_status_sw
-from jpki_sim.profiles.jpki.state import PinState
 
 log = logging.getLogger(__name__)
 
-_OK = b"\x90\x00"
+#: a command handler: (card, apdu) -> response data (SW 9000), or raises CardError
+Handler = Callable[["Card", CommandApdu], bytes]
+#: how P2 of VERIFY-like commands (and a profile's own key commands) names an EF
+ReferenceRule = Callable[["Card", int], ElementaryFile]
 
-# ISO 7816-4 instruction bytes the engine implements
-INS_SELECT = 0xA4
-INS_READ_BINARY = 0xB0
-INS_VERIFY = 0x20
-INS_CHANGE_REFERENCE_DATA = 0x24
-INS_RESET_RETRY_COUNTER = 0x2C
-INS_GET_DATA = 0xCA
-
-P1_SELECT_MF_OR_FID = 0x00
-P1_SELECT_EF_UNDER_DF = 0x02
-P1_SELECT_DF_NAME = 0x04
-#: P2 values of SELECT that ask for no data or FCI/FCP/FMD, first occurrence
-SELECT_P2_ALLOWED = frozenset((0x00, 0x04, 0x08, 0x0C))
-
-P2_CURRENT_EF = 0x80  # VERIFY/CHANGE/sign: "the key of the current EF"; 80|SFI names one
+_OK = SW.OK.to_bytes(2, "big")
 
 
-# ---------------------------------------------------------------- access rules
+def _sw_bytes(sw: SW) -> bytes:
+    return sw.to_bytes(2, "big")
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
-    """Who may use an EF: everyone, no one, or the holder of any of these PINs."""
-
-    kind: str  # "always" | "never" | "pin"
-    pins: tuple[int, ...] = ()
-
-    def __str__(self) -> str:
-        if self.kind == "pin":
-            return "PIN " + " or ".join(f"{fid:04X}" for fid in self.pins)
-        return self.kind
+# every fixed answer of process(), encoded once
+_CLA_NOT_SUPPORTED = _sw_bytes(SW.CLA_NOT_SUPPORTED)
+_CHANNEL_NOT_SUPPORTED = _sw_bytes(SW.LOGICAL_CHANNEL_NOT_SUPPORTED)
+_SM_NOT_SUPPORTED = _sw_bytes(SW.SECURE_MESSAGING_NOT_SUPPORTED)
+_CHAINING_NOT_SUPPORTED = _sw_bytes(SW.COMMAND_CHAINING_NOT_SUPPORTED)
+_INS_NOT_SUPPORTED = _sw_bytes(SW.INS_NOT_SUPPORTED)
+_NO_PRECISE_DIAGNOSIS = _sw_bytes(SW.NO_PRECISE_DIAGNOSIS)
+_SW_BYTES = {sw: _sw_bytes(sw) for sw in SW}
 
 
-ALWAYS = Access("always")
-NEVER = Access("never")
+# ---------------------------------------------------------------- P2 reference rules
 
 
-def pin_verified(*fids: int) -> Access:
-    """Access granted when any of these PIN EFs (in the same DF) is verified."""
-    return Access("pin", tuple(fids))
+def by_current_ef(card: Card, p2: int) -> ElementaryFile:
+    """JICSAP's rule: P2=80 is the current EF, ``80|SFI`` names an EF of the current DF."""
+    df = card.current_df
+    if p2 == I.P2_SPECIFIC_REFERENCE:
+        if df is None or card.current_ef is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
+        return card.current_ef
+    if I.P2_SPECIFIC_REFERENCE < p2 <= I.P2_SPECIFIC_REFERENCE | 0x1E:
+        if df is None or (ef := df.by_sfi.get(p2 & I.SFI_BITS)) is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
+        return ef
+    raise CardError(SW.INCORRECT_P1P2)
 
 
-# ---------------------------------------------------------------- files
-
-
-class ElementaryFile:
-    """An EF of a DF. ``sfi`` is its short EF identifier (None: has none)."""
-
-    def __init__(self, fid: int, *, read: Access = NEVER, sfi: int | None = None) -> None:
-        self.fid = fid
-        self.read = read
-        self.sfi = sfi if sfi is not None else (fid if 1 <= fid <= 0x1E else None)
-
-
-class TransparentEF(ElementaryFile):
-    """A transparent (binary) EF. ``capacity`` pads the content with ``filler``.
-
-    The padded content is built once here, so READ BINARY copies only the
-    bytes it returns.
-    """
-
-    def __init__(
-        self,
-        fid: int,
-        content: bytes,
-        *,
-        read: Access = ALWAYS,
-        capacity: int | None = None,
-        filler: int = 0xFF,
-        sfi: int | None = None,
-    ) -> None:
-        super().__init__(fid, read=read, sfi=sfi)
-        size = max(capacity or 0, len(content))
-        self.content = bytes(content) + bytes((filler,)) * (size - len(content))
-
-    @property
-    def size(self) -> int:
-        return len(self.content)
-
-
-class PinObject:
-    """A PIN (reference data) with its retry counter, kept in a :class:`PinState`.
-
-    ``commit`` persists the state; it is called after every counter change and
-    before any comparison result is acted upon.
-    """
-
-    def __init__(
-        self,
-        state: PinState,
-        commit: Callable[[], None],
-        *,
-        check_format: Callable[[bytes], bool] = lambda _b: True,
-    ) -> None:
-        self.state = state
-        self._commit = commit
-        self.check_format = check_format
-
-    @property
-    def tries_left(self) -> int:
-        """Tries left; 0 for a PIN that was never set (it cannot be verified)."""
-        return self.state.tries_left if self.state.value is not None else 0
-
-    @property
-    def usable(self) -> bool:
-        return self.state.value is not None and self.state.tries_left > 0
-
-    def verify(self, candidate: bytes) -> bool:
-        """Compare in constant time after spending a try; True when it matches.
-
-        Callers check :attr:`usable` first.
-        """
-        st = self.state
-        st.tries_left -= 1
-        self._commit()  # the try is spent on disk before the answer is known
-        reference = (st.value or "").encode()
-        if hmac.compare_digest(candidate, reference):
-            st.tries_left = st.max_tries
-            self._commit()
-            return True
-        return False
-
-    def change(self, new: bytes) -> None:
-        self.state.value = new.decode("ascii")
-        self.state.tries_left = self.state.max_tries
-        self._commit()
-
-    # administrative operations (the issuer's counter terminal, the shell's admin verbs)
-    def block(self) -> None:
-        self.state.tries_left = 0
-        self._commit()
-
-    def unblock(self, new_value: str | None = None) -> None:
-        if new_value is not None:
-            self.state.value = new_value
-        self.state.tries_left = self.state.max_tries
-        self._commit()
-
-
-class PinEF(ElementaryFile):
-    """An internal EF holding a PIN. Never readable."""
-
-    def __init__(self, fid: int, pin: PinObject, *, sfi: int | None = None) -> None:
-        super().__init__(fid, read=NEVER, sfi=sfi)
-        self.pin = pin
-
-
-class KeyEF(ElementaryFile):
-    """An internal EF holding a private key. Never readable; ``use`` gates signing.
-
-    ``key`` is whatever the profile's signing handler understands; the engine
-    never looks inside it.
-    """
-
-    def __init__(self, fid: int, key: Any, *, use: Access, sfi: int | None = None) -> None:
-        super().__init__(fid, read=NEVER, sfi=sfi)
-        self.key = key
-        self.use = use
-
-
-class DedicatedFile:
-    """An application DF with its EFs, selected by AID."""
-
-    def __init__(self, aid: bytes, name: str, files: list[ElementaryFile]) -> None:
-        self.aid = aid
-        self.name = name
-        self.files = {ef.fid: ef for ef in files}
-        self.by_sfi = {ef.sfi: ef for ef in files if ef.sfi is not None}
+def by_reference_number(card: Card, p2: int) -> ElementaryFile:
+    """ISO 7816-4's rule: ``P2 = 80 | n`` is PIN or key number n of the current DF."""
+    if not p2 & I.P2_SPECIFIC_REFERENCE or p2 & 0x60:
+        raise CardError(SW.INCORRECT_P1P2)
+    df = card.current_df
+    number = p2 & I.P2_REFERENCE_NUMBER_BITS
+    if df is not None:
+        for ef in df.files.values():
+            if isinstance(ef, (PinEF, KeyEF)) and ef.reference == number:
+                return ef
+    raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
 
 
 # ---------------------------------------------------------------- the card
-
-#: a command handler: (card, apdu) -> response data (SW 9000) or raises CardError
-Handler = Callable[["Card", CommandApdu], bytes]
 
 
 class Card:
@@ -218,27 +105,26 @@ class Card:
     def __init__(
         self,
         atr: bytes,
-        applications: list[DedicatedFile],
+        applications: Iterable[DedicatedFile],
         *,
-        proprietary: dict[int, Handler] | None = None,
-        data_objects: dict[int, bytes] | None = None,
-        sm_refused_sw: int = SW.SECURE_MESSAGING_NOT_SUPPORTED,
+        instructions: Mapping[int, Handler] | None = None,
+        references: ReferenceRule = by_current_ef,
+        data_objects: Mapping[int, bytes] | None = None,
+        sm_refused_sw: SW = SW.SECURE_MESSAGING_NOT_SUPPORTED,
     ) -> None:
         self._atr = atr
-        self.applications = {df.aid: df for df in applications}
-        #: handlers for CLA 8x, by INS
-        self.proprietary = dict(proprietary or {})
+        self.applications: dict[bytes, DedicatedFile] = {}
+        for df in applications:
+            if df.aid in self.applications:
+                raise ValueError(f"two applications with AID {df.aid.hex().upper()}")
+            self.applications[df.aid] = df
+        #: handlers by :func:`~jpki_sim.iso7816.ins.instruction_key`: the
+        #: interindustry ones, then the profile's (added or in their place)
+        self.instructions: dict[int, Handler] = {**ISO_INSTRUCTIONS, **(instructions or {})}
+        self.references = references
         #: GET DATA objects answered at MF level (no application selected)
         self.data_objects = dict(data_objects or {})
-        self.sm_refused_sw = sm_refused_sw
-        self._iso: dict[int, Handler] = {
-            INS_SELECT: Card._select,
-            INS_READ_BINARY: Card._read_binary,
-            INS_VERIFY: Card._verify,
-            INS_CHANGE_REFERENCE_DATA: Card._change_reference_data,
-            INS_RESET_RETRY_COUNTER: Card._reset_retry_counter,
-            INS_GET_DATA: Card._get_data,
-        }
+        self.sm_refused = _SW_BYTES[sm_refused_sw]
         self.current_df: DedicatedFile | None = None
         self.current_ef: ElementaryFile | None = None
         #: verified PINs, as (application AID, PIN FID)
@@ -276,36 +162,29 @@ class Card:
             if len(raw) < 4:
                 raise MalformedApdu("command shorter than a header")
             cla = raw[0]
-            if cla == 0xFF:
-                return b"\x6e\x00"  # reserved for PPS, invalid as a class byte
-            if cla & 0x03:
-                return b"\x68\x81"
-            if cla & 0x0C:
-                sw = (
-                    SW.SECURE_MESSAGING_NOT_SUPPORTED
-                    if raw[1] == INS_SELECT
-                    else self.sm_refused_sw
-                )
-                return sw.to_bytes(2, "big")
-            if cla & 0x10:
-                return b"\x68\x84"
-            group = cla & 0xE0
-            if group == 0x00:
-                handler = self._iso.get(raw[1])
-            elif group == 0x80:
-                handler = self.proprietary.get(raw[1])
-            else:
-                return b"\x6e\x00"
+            if cla == I.CLA_INVALID:
+                return _CLA_NOT_SUPPORTED
+            if cla & I.CLA_CHANNEL_BITS:
+                return _CHANNEL_NOT_SUPPORTED
+            if cla & I.CLA_SECURE_MESSAGING_BITS:
+                return _SM_NOT_SUPPORTED if raw[1] == INS.SELECT else self.sm_refused
+            if cla & I.CLA_CHAINING_BIT:
+                return _CHAINING_NOT_SUPPORTED
+            group = cla & I.CLA_GROUP_BITS
+            if group != I.CLA_INTERINDUSTRY and group != I.CLA_PROPRIETARY:
+                return _CLA_NOT_SUPPORTED
+            handler = self.instructions.get((group << 8) | raw[1])
             if handler is None:
-                return b"\x6d\x00"
-            apdu = CommandApdu.parse(raw)
-            data = handler(self, apdu)
+                return _INS_NOT_SUPPORTED
+            data = handler(self, CommandApdu.parse(raw))
             return data + _OK if data else _OK
         except CardError as exc:
-            return exc.sw.to_bytes(2, "big")
-        except Exception:  # a bug must not take the card (or the bridge) down
-            log.exception("internal error on APDU %s", bytes(raw).hex())
-            return b"\x6f\x00"
+            return _SW_BYTES.get(exc.sw) or exc.sw.to_bytes(2, "big")
+        except Exception as exc:  # a bug must not take the card (or the bridge) down
+            # only the header: the data may be a PIN
+            header = bytes(raw[:4]).hex().upper()
+            log.error("internal error on a command %s: %s", header, type(exc).__name__)
+            return _NO_PRECISE_DIAGNOSIS
 
     # ------------------------------------------------ helpers for handlers
 
@@ -322,134 +201,170 @@ class Card:
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
 
     def referenced_ef(self, p2: int) -> ElementaryFile:
-        """The EF named by P2 of VERIFY-like commands: 80 = current, 80|SFI = by short id."""
-        df = self.current_df
-        if p2 == P2_CURRENT_EF:
-            if df is None or self.current_ef is None:
-                raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
-            return self.current_ef
-        if 0x81 <= p2 <= 0x9E:
-            if df is None or (ef := df.by_sfi.get(p2 & 0x1F)) is None:
-                raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
-            return ef
-        raise CardError(SW.INCORRECT_P1P2)
+        """The EF P2 of a VERIFY-like command names, by the profile's reference rule."""
+        return self.references(self, p2)
 
-    def _pin_ef(self, p2: int) -> tuple[DedicatedFile, PinEF]:
-        ef = self.referenced_ef(p2)
-        if not isinstance(ef, PinEF):
+    def referenced_key(self, p2: int) -> tuple[DedicatedFile, KeyEF]:
+        """The key EF P2 names (6A88 when it names something else), with its DF."""
+        ef = self.references(self, p2)
+        if not isinstance(ef, KeyEF) or self.current_df is None:
             raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
-        assert self.current_df is not None
         return self.current_df, ef
 
-    # ------------------------------------------------ ISO handlers
-
-    def _select(self, apdu: CommandApdu) -> bytes:
-        if apdu.p2 not in SELECT_P2_ALLOWED:
-            raise CardError(SW.INCORRECT_P1P2)
-        p1 = apdu.p1
-        if p1 == P1_SELECT_DF_NAME:
-            if not 1 <= len(apdu.data) <= 16:
-                raise CardError(SW.WRONG_LENGTH)
-            df = self.applications.get(apdu.data)
-            if df is None:
-                raise CardError(SW.FILE_NOT_FOUND)
-            self.current_df = df
-            self.current_ef = None
-            self.verified.clear()
-            return b""
-        if p1 == P1_SELECT_EF_UNDER_DF:
-            if len(apdu.data) != 2:
-                raise CardError(SW.WRONG_LENGTH)
-            if self.current_df is None:
-                raise CardError(SW.FILE_NOT_FOUND)
-            ef = self.current_df.files.get((apdu.data[0] << 8) | apdu.data[1])
-            if ef is None:
-                raise CardError(SW.FILE_NOT_FOUND)
-            self.current_ef = ef
-            return b""
-        if p1 == P1_SELECT_MF_OR_FID:
-            # The card has no usable MF: refused after reset, a no-op inside an application.
-            if self.current_df is None:
-                raise CardError(SW.INCORRECT_P1P2)
-            return b""
-        raise CardError(SW.INCORRECT_P1P2)
-
-    def _read_binary(self, apdu: CommandApdu) -> bytes:
-        if apdu.data or apdu.ne is None:
-            raise CardError(SW.WRONG_LENGTH)
-        p1 = apdu.p1
-        if p1 & 0x80:
-            if p1 & 0x60 or not p1 & 0x1F:
-                raise CardError(SW.INCORRECT_P1P2)
-            df = self.current_df
-            ef = df.by_sfi.get(p1 & 0x1F) if df is not None else None
-            if ef is None:
-                raise CardError(SW.FILE_NOT_FOUND)
-            offset = apdu.p2
-        else:
-            ef = self.current_ef
-            if ef is None:
-                raise CardError(SW.COMMAND_NOT_ALLOWED_NO_EF)
-            offset = (p1 << 8) | apdu.p2
-        df = self.current_df
-        assert df is not None  # an EF is only ever current inside a DF
-        self.require(ef.read, df)
-        if not isinstance(ef, TransparentEF):
-            raise CardError(SW.COMMAND_INCOMPATIBLE_WITH_FILE)
-        content = ef.content
-        if offset >= len(content):
-            raise CardError(SW.WRONG_PARAMETERS)
-        self.current_ef = ef  # a short-EF read selects the EF, once it succeeds
-        return content[offset : offset + apdu.ne]
-
-    def _verify(self, apdu: CommandApdu) -> bytes:
-        if apdu.p1 != 0x00:
-            raise CardError(SW.INCORRECT_P1P2)
-        df, ef = self._pin_ef(apdu.p2)
-        pin = ef.pin
-        if not apdu.data:
-            # retry query: always 63Cx, even when verified (clients rely on it)
-            raise CardError(pin_status_sw(pin.tries_left))
-        if not pin.usable:
-            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
-        key = (df.aid, ef.fid)
-        if pin.verify(apdu.data):
-            self.verified.add(key)
-            return b""
-        self.verified.discard(key)
-        raise CardError(pin_status_sw(pin.tries_left))
-
-    def _change_reference_data(self, apdu: CommandApdu) -> bytes:
-        if apdu.p1 != 0x01:  # only "new reference data, old one verified before"
-            raise CardError(SW.INCORRECT_P1P2)
-        df, ef = self._pin_ef(apdu.p2)
-        if not apdu.data:
-            raise CardError(SW.WRONG_LENGTH)
-        if not ef.pin.usable:
-            raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
-        if (df.aid, ef.fid) not in self.verified:
-            raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
-        if not ef.pin.check_format(apdu.data):
-            raise CardError(SW.WRONG_PARAMETERS_IN_DATA)
-        ef.pin.change(apdu.data)
-        return b""
-
-    def _reset_retry_counter(self, apdu: CommandApdu) -> bytes:
-        # Only the municipal terminal, after its own authentication, may reset a
-        # counter; that authentication is not emulated, so the command is refused.
-        raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
-
-    def _get_data(self, apdu: CommandApdu) -> bytes:
-        if self.current_df is None:
-            value = self.data_objects.get(apdu.p1p2)
-            if value is not None:
-                return value
-        raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
+    def _pin_ef(self, p2: int) -> tuple[DedicatedFile, PinEF]:
+        ef = self.references(self, p2)
+        if not isinstance(ef, PinEF) or self.current_df is None:
+            raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
+        return self.current_df, ef
 
     # ------------------------------------------------ introspection (shell, issuer)
 
-    def find_pin(self, aid: bytes, fid: int) -> PinObject:
+    def find_pin(self, aid: bytes, fid: int) -> RetryCounter:
         ef = self.applications[aid].files[fid]
         if not isinstance(ef, PinEF):
             raise KeyError(f"{fid:04X} is not a PIN")
         return ef.pin
+
+
+# ---------------------------------------------------------------- interindustry handlers
+
+
+def select(card: Card, apdu: CommandApdu) -> bytes:
+    p2 = apdu.p2
+    if p2 & I.P2_SELECT_OCCURRENCE_BITS:
+        raise CardError(SW.INCORRECT_P1P2)
+    wants_data = (p2 & I.P2_SELECT_RETURN_BITS) != I.P2_SELECT_NO_DATA
+    p1 = apdu.p1
+    if p1 == I.P1_SELECT_BY_DF_NAME:
+        if not 1 <= len(apdu.data) <= 16:
+            raise CardError(SW.WRONG_LENGTH)
+        df = card.applications.get(apdu.data)
+        if df is None:
+            raise CardError(SW.FILE_NOT_FOUND)
+        card.current_df = df
+        card.current_ef = None
+        card.verified.clear()
+        return (df.fci or b"") if wants_data else b""
+    if p1 == I.P1_SELECT_EF_UNDER_DF:
+        if len(apdu.data) != 2:
+            raise CardError(SW.WRONG_LENGTH)
+        if card.current_df is None:
+            raise CardError(SW.FILE_NOT_FOUND)
+        ef = card.current_df.files.get((apdu.data[0] << 8) | apdu.data[1])
+        if ef is None:
+            raise CardError(SW.FILE_NOT_FOUND)
+        card.current_ef = ef
+        return (ef.fci or b"") if wants_data else b""
+    if p1 == I.P1_SELECT_MF_DF_EF:
+        # No usable MF: refused after reset, a no-op inside an application.
+        if card.current_df is None:
+            raise CardError(SW.INCORRECT_P1P2)
+        return b""
+    raise CardError(SW.INCORRECT_P1P2)
+
+
+def read_binary(card: Card, apdu: CommandApdu) -> bytes:
+    if apdu.data or apdu.ne is None:
+        raise CardError(SW.WRONG_LENGTH)
+    p1 = apdu.p1
+    if p1 & I.P1_READ_BINARY_SFI:
+        if p1 & 0x60 or not p1 & I.SFI_BITS:
+            raise CardError(SW.INCORRECT_P1P2)
+        df = card.current_df
+        ef = df.by_sfi.get(p1 & I.SFI_BITS) if df is not None else None
+        if ef is None:
+            raise CardError(SW.FILE_NOT_FOUND)
+        offset = apdu.p2
+    else:
+        ef = card.current_ef
+        if ef is None:
+            raise CardError(SW.COMMAND_NOT_ALLOWED_NO_EF)
+        offset = (p1 << 8) | apdu.p2
+    df = card.current_df
+    assert df is not None  # an EF is only ever current inside a DF
+    card.require(ef.read, df)
+    if not isinstance(ef, TransparentEF):
+        raise CardError(SW.COMMAND_INCOMPATIBLE_WITH_FILE)
+    content = ef.content
+    if offset >= len(content):
+        raise CardError(SW.WRONG_PARAMETERS)
+    card.current_ef = ef  # a short-EF read selects the EF, once it succeeds
+    return content[offset : offset + apdu.ne]
+
+
+def verify(card: Card, apdu: CommandApdu) -> bytes:
+    if apdu.p1 != I.P1_VERIFY:
+        raise CardError(SW.INCORRECT_P1P2)
+    df, ef = card._pin_ef(apdu.p2)
+    pin = ef.pin
+    if not apdu.data:
+        # retry query: always 63Cx, even when verified (clients rely on it)
+        raise CardError(pin_status_sw(pin.tries_left))
+    if not pin.usable:
+        raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
+    key = (df.aid, ef.fid)
+    if pin.verify(apdu.data):
+        card.verified.add(key)
+        return b""
+    card.verified.discard(key)
+    raise CardError(pin_status_sw(pin.tries_left))
+
+
+def change_reference_data(card: Card, apdu: CommandApdu) -> bytes:
+    if apdu.p1 != I.P1_CHANGE_NEW_ONLY:  # only "new value, old one verified before"
+        raise CardError(SW.INCORRECT_P1P2)
+    df, ef = card._pin_ef(apdu.p2)
+    if not apdu.data:
+        raise CardError(SW.WRONG_LENGTH)
+    if not ef.pin.usable:
+        raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
+    if (df.aid, ef.fid) not in card.verified:
+        raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
+    if not ef.pin.accepts(apdu.data):
+        raise CardError(SW.WRONG_PARAMETERS_IN_DATA)
+    ef.pin.change(apdu.data)
+    return b""
+
+
+def reset_retry_counter(card: Card, apdu: CommandApdu) -> bytes:
+    # Only the issuer's terminal, after its own authentication, may reset a
+    # counter; that authentication is not emulated, so the command is refused.
+    raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
+
+
+def get_data(card: Card, apdu: CommandApdu) -> bytes:
+    if card.current_df is None:
+        value = card.data_objects.get(apdu.p1p2)
+        if value is not None:
+            return value
+    raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
+
+
+#: the interindustry instructions every card has unless its profile replaces them
+ISO_INSTRUCTIONS: dict[int, Handler] = {
+    instruction_key(I.CLA_INTERINDUSTRY, ins): handler
+    for ins, handler in (
+        (INS.SELECT, select),
+        (INS.READ_BINARY, read_binary),
+        (INS.VERIFY, verify),
+        (INS.CHANGE_REFERENCE_DATA, change_reference_data),
+        (INS.RESET_RETRY_COUNTER, reset_retry_counter),
+        (INS.GET_DATA, get_data),
+    )
+}
+
+__all__ = [
+    "ALWAYS",
+    "Access",
+    "Card",
+    "DedicatedFile",
+    "ElementaryFile",
+    "Handler",
+    "ISO_INSTRUCTIONS",
+    "KeyEF",
+    "PinEF",
+    "ReferenceRule",
+    "TransparentEF",
+    "by_current_ef",
+    "by_reference_number",
+]

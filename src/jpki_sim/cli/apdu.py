@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from jpki_sim.cli.common import add_profile_argument
+
 
 def configure(sub: Any) -> None:
     p = sub.add_parser(
@@ -26,6 +28,7 @@ def configure(sub: Any) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--card", metavar="FILE", help="card file (default: the default card)")
     where.add_argument("--reader", metavar="NAME", help="a PC/SC reader instead of a card file")
+    add_profile_argument(p)
     p.add_argument("--json", action="store_true", help="one JSON object per exchange")
     p.add_argument(
         "--data-out",
@@ -46,21 +49,16 @@ def _open(args: argparse.Namespace) -> Any:
         from jpki_sim.transport.pcsc import PcscTransport
 
         return PcscTransport(args.reader)
-    from jpki_sim.profiles.jpki.build import build_card
-    from jpki_sim.profiles.jpki.state import CardStore
+    from jpki_sim.cli.common import open_card
     from jpki_sim.transport.inprocess import InProcessTransport
 
-    if args.card:
-        store = CardStore.open(args.card)
-    else:
-        from jpki_sim.issuer.counter import open_default_card
-
-        store = open_default_card()
-    return InProcessTransport(build_card(store), name=str(store.path))
+    profile, store = open_card(args.card, args.profile)
+    return InProcessTransport(profile.build(store), name=str(store.path))
 
 
 def run(args: argparse.Namespace) -> int:
-    from jpki_sim.errors import MalformedApdu, UserError
+    from jpki_sim.iso7816.errors import MalformedApdu
+    from jpki_sim.errors import UserError
     from jpki_sim.iso7816.apdu import CommandApdu, parse_hex
     from jpki_sim.iso7816.sw import describe, is_success
 

@@ -39,6 +39,9 @@ def configure(sub: Any) -> None:
         epilog="example: jpki-sim card issue card.json --issued 2020-08-27",
     )
     p.add_argument("out", metavar="OUT.json", help="card file to write")
+    p.add_argument("--profile", metavar="NAME",
+                   help="the kind of card (default jpki; another profile's card is made by "
+                        "its own issuer, and the holder and PIN options below are jpki's)")
     p.add_argument("--name", help="holder's name (default 番号 花子)")
     p.add_argument("--birthdate", metavar="DATE", help="YYYY-MM-DD (default 1993-03-31)")
     p.add_argument("--sex", help="1|male, 2|female, 0|unknown, 9|n/a (ISO 5218; default 2)")
@@ -162,14 +165,17 @@ def _sex(text: str) -> str:
 
 
 def _open_store(path: str | None) -> Any:
-    """The named card file, or the default card (created on first use, as serve does)."""
-    from jpki_sim.profiles.jpki.state import CardStore
+    """The named card file, or the default card (created on first use, as serve does).
 
-    if path is None:
-        from jpki_sim.issuer.counter import open_default_card
+    The lifecycle commands are the JPKI card's: another profile's card is refused.
+    """
+    from jpki_sim.cli.common import open_card
+    from jpki_sim.errors import UserError
 
-        return open_default_card()
-    return CardStore.open(path)
+    profile, store = open_card(path, None)
+    if profile.name != "jpki":
+        raise UserError(f"{path}: a {profile.name!r} card has no JPKI lifecycle")
+    return store
 
 
 def _prompt_pin(label: str, *, twice: bool = False) -> str:
@@ -264,7 +270,7 @@ def run_issue(args: argparse.Namespace) -> int:
 
     from jpki_sim.errors import UserError
     from jpki_sim.issuer import counter as issuer
-    from jpki_sim.profiles.jpki.state import CardStore
+    from jpki_sim.profiles.jpki.state import new_store
 
     out = Path(args.out)
     if out.is_dir():
@@ -274,6 +280,8 @@ def run_issue(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: no such directory")
     clock = _clock(args)
+    if args.profile not in (None, "jpki"):
+        return _issue_other(args, out, clock)
     ident = issuer.default_identity()
     if args.name is not None:
         ident.name = args.name
@@ -304,7 +312,7 @@ def run_issue(args: argparse.Namespace) -> int:
         clock=clock,
     )
     try:
-        CardStore(state, out).commit()
+        new_store(state, out).commit()
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror}") from None
     doc = {"path": str(out), **issuer.status(state, clock.today())}
@@ -319,6 +327,31 @@ def run_issue(args: argparse.Namespace) -> int:
         f"issued {out}: {state.identity.name}, born {state.identity.birthdate}; "
         f"card {state.issued} to {state.expires}; certificates: {certs}",
     )
+    return 0
+
+
+#: card issue's options that describe a JPKI holder
+_JPKI_ISSUE_OPTIONS = ("name", "birthdate", "sex", "address", "my_number", "issued",
+                       "stay_until", "auth_pin", "sign_pin", "helper_pin", "ca")
+
+
+def _issue_other(args: argparse.Namespace, out: Any, clock: Any) -> int:
+    """A card of another profile, made by that profile's issuer (its ``provision`` hook)."""
+    from jpki_sim.card.store import CardStore
+    from jpki_sim.errors import UserError
+    from jpki_sim.profiles import registry
+
+    profile = registry.get(args.profile)
+    given = [o for o in _JPKI_ISSUE_OPTIONS if getattr(args, o, None)]
+    if given or args.no_sign_cert or args.sign_cert or args.no_auth_cert:
+        what = f"--{given[0].replace('_', '-')}" if given else "the certificate options"
+        raise UserError(f"{what} describes a JPKI card, not a {profile.name!r} one")
+    state = profile.hook("provision")(clock=clock)
+    try:
+        CardStore(profile.state, state, out).commit()
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+    _emit(args, {"path": str(out), "profile": profile.name}, f"issued {out}: a {profile.name} card")
     return 0
 
 

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from jpki_sim.cli.common import add_profile_argument
+
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0", ""}
 
 log = logging.getLogger("jpki_sim.serve")
@@ -62,6 +64,7 @@ def configure(sub: Any) -> None:
                    help="never start pcscd; wait for one to appear")
     p.add_argument("--json", action="store_true",
                    help="print events (ready, detached, stopped) as JSON lines on stdout")
+    add_profile_argument(p)
     p.set_defaults(func=run)
 
 
@@ -76,13 +79,11 @@ def _emit(args: argparse.Namespace, text: str, **event: Any) -> None:
 
 
 def _open_stores(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    from jpki_sim.cli.common import open_card
     from jpki_sim.errors import UserError
-    from jpki_sim.profiles.jpki.state import CardStore
 
     if not args.cards:
-        from jpki_sim.issuer.counter import open_default_card
-
-        store = open_default_card()
+        _profile, store = open_card(None, args.profile)
         return [(str(store.path), store)]
     seen: set[Path] = set()
     stores: list[tuple[str, Any]] = []
@@ -91,7 +92,7 @@ def _open_stores(args: argparse.Namespace) -> list[tuple[str, Any]]:
         if resolved in seen:
             raise UserError(f"{name} is given twice: one card file can be in one reader only")
         seen.add(resolved)
-        stores.append((name, CardStore.open(name)))
+        stores.append((name, open_card(name, args.profile)[1]))
     return stores
 
 
@@ -227,7 +228,7 @@ def _trace_paths(template: str, count: int) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from jpki_sim.errors import CardFileError, UserError
-    from jpki_sim.profiles.jpki.build import build_card
+    from jpki_sim.profiles import registry
     from jpki_sim.transport import vpcd
 
     try:
@@ -271,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
                           label, exc)
                 return card
             log.info("%s: card file changed on disk; reloaded", label)
-            return build_card(store)
+            return registry.profile_of(store).build(store)
 
         return refresh
 
@@ -292,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
     for i, (label, store) in enumerate(stores):
         tracer = tracers[i] if tracers else None
         bridge = vpcd.VpcdBridge(
-            build_card(store),
+            registry.profile_of(store).build(store),
             host,
             port + i,
             label=label,

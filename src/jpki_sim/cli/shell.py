@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from jpki_sim.cli.common import add_profile_argument
+
 
 def configure(sub: Any) -> None:
     p = sub.add_parser(
@@ -23,6 +25,7 @@ def configure(sub: Any) -> None:
     where.add_argument("--card", metavar="FILE", help="card file (default: the default card)")
     where.add_argument("--reader", metavar="NAME",
                        help="a PC/SC reader (index, name or unique part of it)")
+    add_profile_argument(p)
     p.add_argument("--script", metavar="FILE",
                    help="run the commands in FILE ('-' for stdin) and exit: 0 when all ran, "
                         "1 on a failed expectation, 2 on a bad line")
@@ -46,11 +49,12 @@ def run(args: argparse.Namespace) -> int:
     if args.trace_keep_pins and not args.trace:
         raise UserError("--trace-keep-pins needs --trace FILE")
     if args.reader:
-        target = CardTarget.open_reader(args.reader)
-    elif args.card:
-        target = CardTarget.open_file(args.card)
+        target = CardTarget.open_reader(args.reader, args.profile)
     else:
-        target = CardTarget.open_default()
+        from jpki_sim.cli.common import open_card
+
+        _profile, store = open_card(args.card, args.profile)
+        target = CardTarget.emulated(store)
     writer = None
     if args.trace:
         if args.trace_keep_pins:

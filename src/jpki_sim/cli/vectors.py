@@ -127,7 +127,7 @@ def run_vectors(args: argparse.Namespace) -> int:
     session = None
     target: Any
     if args.pcsc:
-        from jpki_sim.vectors import profiles
+        from jpki_sim.issuer import presets as profiles
         from jpki_sim.vectors.targets import ServedSession, ServedTarget
 
         first, _store = profiles.card(vectors[0].profile)
@@ -224,7 +224,7 @@ def list_vectors(args: argparse.Namespace) -> int:
 
 
 def record_vectors(args: argparse.Namespace) -> int:
-    from jpki_sim.vectors import profiles
+    from jpki_sim.issuer import presets as profiles
     from jpki_sim.vectors.recorder import record_file
 
     profiles.get(args.profile)

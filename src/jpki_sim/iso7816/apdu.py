@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from jpki_sim.errors import MalformedApdu
+from jpki_sim.iso7816.errors import MalformedApdu
 
 SHORT_MAX_NC = 255
 SHORT_MAX_NE = 256

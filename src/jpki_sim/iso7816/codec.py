@@ -44,7 +44,7 @@ from construct import (
 )
 from construct.core import stream_size
 
-from jpki_sim.errors import MalformedApdu
+from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.iso7816.apdu import (
     EXT_MAX_NC,
     EXT_MAX_NE,

@@ -1,8 +1,10 @@
-"""Status words: an IntEnum of the ones the card uses, and a table of meanings.
+"""Status words: an IntEnum of every one a card answers, and a table of meanings.
 
-The table covers ISO/IEC 7816-4 plus the JPKI-specific readings. ``describe(sw)``
+The table covers ISO/IEC 7816-4; a card profile adds the readings of its own
+words (:func:`add_meanings`, called when a profile is registered). ``describe(sw)``
 gives e.g. ``"6982 security status not satisfied"``; families with a parameter in
 the low byte (61xx, 63Cx, 6Cxx) are described with their parameter.
+:func:`tries_left` is the one decoder of ``63Cx``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,23 @@ class SW(IntEnum):
     INS_NOT_SUPPORTED = 0x6D00
     CLA_NOT_SUPPORTED = 0x6E00
     NO_PRECISE_DIAGNOSIS = 0x6F00
+    # retry counter reports: 63Cx, x tries left (63C0: blocked, or the try that blocked it)
+    TRIES_LEFT_0 = 0x63C0
+    TRIES_LEFT_1 = 0x63C1
+    TRIES_LEFT_2 = 0x63C2
+    TRIES_LEFT_3 = 0x63C3
+    TRIES_LEFT_4 = 0x63C4
+    TRIES_LEFT_5 = 0x63C5
+    TRIES_LEFT_6 = 0x63C6
+    TRIES_LEFT_7 = 0x63C7
+    TRIES_LEFT_8 = 0x63C8
+    TRIES_LEFT_9 = 0x63C9
+    TRIES_LEFT_10 = 0x63CA
+    TRIES_LEFT_11 = 0x63CB
+    TRIES_LEFT_12 = 0x63CC
+    TRIES_LEFT_13 = 0x63CD
+    TRIES_LEFT_14 = 0x63CE
+    TRIES_LEFT_15 = 0x63CF
 
 
 _MEANINGS: dict[int, str] = {
@@ -66,7 +85,7 @@ _MEANINGS: dict[int, str] = {
     0x6986: "command not allowed (no current EF)",
     0x6987: "expected secure messaging data objects missing",
     0x6988: "incorrect secure messaging data objects",
-    0x69FC: "secure messaging refused (JPKI)",
+    0x69FC: "secure messaging refused (proprietary)",
     0x6A80: "incorrect parameters in the command data field",
     0x6A81: "function not supported",
     0x6A82: "file or application not found",
@@ -81,8 +100,33 @@ _MEANINGS: dict[int, str] = {
 }
 
 
+#: meanings of card-specific words, added by card profiles (see :func:`add_meanings`)
+_ADDED: dict[int, str] = {}
+
+
+def add_meanings(table: dict[int, str]) -> None:
+    """Teach the table a card's own status words (a profile does this when registered)."""
+    _ADDED.update({sw & 0xFFFF: text for sw, text in table.items()})
+
+
+def as_sw(sw: int) -> SW | int:
+    """The enum member of ``sw`` when the table has one (every word a card answers does)."""
+    try:
+        return SW(sw & 0xFFFF)
+    except ValueError:
+        return sw & 0xFFFF
+
+
 def meaning(sw: int) -> str:
-    """Plain-language meaning of a status word (without the hex)."""
+    """Plain-language meaning of a status word (without the hex); a card's own reading first."""
+    sw &= 0xFFFF
+    if sw in _ADDED:
+        return _ADDED[sw]
+    return iso_meaning(sw)
+
+
+def iso_meaning(sw: int) -> str:
+    """The meaning ISO 7816-4 (or the family of the word) gives, whatever card answered it."""
     sw &= 0xFFFF
     if sw in _MEANINGS:
         return _MEANINGS[sw]
@@ -121,17 +165,21 @@ def describe(sw: int) -> str:
 
 
 def tries_left(sw: int) -> int | None:
-    """Tries left carried by a 63Cx status word, else None."""
-    if (sw & 0xFFF0) == 0x63C0:
+    """Tries left carried by a 63Cx status word, else None. The one 63Cx decoder."""
+    if (sw & 0xFFF0) == SW.TRIES_LEFT_0:
         return sw & 0x0F
     return None
 
 
 def is_success(sw: int) -> bool:
-    return sw == 0x9000 or (sw >> 8) == 0x61
+    return sw == SW.OK or (sw >> 8) == 0x61
 
 
-def pin_status_sw(tries: int) -> int:
+#: the 63Cx words by tries left, so the retry-counter query needs no enum lookup
+_TRIES_SW = tuple(SW(SW.TRIES_LEFT_0 | n) for n in range(16))
+
+
+def pin_status_sw(tries: int) -> SW:
     """The 63Cx word reporting ``tries`` tries left (capped at 15)."""
     # chained comparisons, not min/max: this runs on every retry-counter query
-    return 0x63C0 | (tries if 0 <= tries <= 0x0F else 0 if tries < 0 else 0x0F)
+    return _TRIES_SW[tries if 0 <= tries <= 0x0F else 0 if tries < 0 else 0x0F]

@@ -28,14 +28,9 @@ from jpki_sim.issuer.ca import TestCA, Which
 from jpki_sim.issuer.lifecycle import Clock
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki import mynumber
-from jpki_sim.profiles.jpki.state import (
-    SEX_CODES,
-    CardState,
-    CardStore,
-    Identity,
-    KeySlot,
-    PinState,
-)
+from jpki_sim.profiles.jpki.state import SEX_CODES, CardState, Identity, KeySlot, new_store, open_store
+from jpki_sim.card.store import CardStore
+from jpki_sim.card.pins import PinState
 
 #: a callable handing out a fresh RSA-2048 private key each call
 KeySource = Callable[[], rsa.RSAPrivateKey]
@@ -683,26 +678,3 @@ def change_address(store: CardStore, address: str, **kw: Any) -> int | None:
 
 def change_name(store: CardStore, name: str, **kw: Any) -> int | None:
     return change_facts(store, name=name, **kw)
-
-
-# ---------------------------------------------------------------- the default card
-
-
-def default_card_path() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("jpki-sim")) / "card.json"
-
-
-def open_default_card(
-    *, clock: Clock | None = None, keys: KeySource | None = None, path: Path | None = None
-) -> CardStore:
-    """The user's default card, issued from the default test CA on first use."""
-    target = path or default_card_path()
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        state = issue_card(default_identity(), clock=clock, keys=keys)
-        store = CardStore(state, target)
-        store.commit()
-        return store
-    return CardStore.open(target)

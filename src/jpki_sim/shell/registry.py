@@ -101,36 +101,59 @@ def path_completions(word: str) -> list[str]:
     return out
 
 
-COMMANDS: dict[str, CommandSpec] = {}
-ALIASES: dict[str, str] = {}
+class VerbSet:
+    """A table of shell commands: the generic ones, or those of one card profile.
+
+    A shell on a card joins the generic set with its profile's (the module its
+    profile names as the ``shell`` hook exposes ``VERBS``).
+    """
+
+    def __init__(self, *parts: VerbSet) -> None:
+        self.commands: dict[str, CommandSpec] = {}
+        self.aliases: dict[str, str] = {}
+        for part in parts:
+            self.commands.update(part.commands)
+            self.aliases.update(part.aliases)
+
+    def command(
+        self,
+        name: str,
+        summary: str,
+        *,
+        description: str = "",
+        card: bool = True,
+        admin: bool = False,
+        aliases: tuple[str, ...] = (),
+        positional: list[Completion] | None = None,
+        setup: Callable[[ShellArgParser], None] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register a shell command; ``setup`` adds its arguments."""
+
+        def register(handler: Handler) -> Handler:
+            parser = ShellArgParser(prog=name, description=description or summary)
+            if setup is not None:
+                setup(parser)
+            if name not in ("help", "exit", "echo"):
+                add_expectations(parser)
+            self.commands[name] = CommandSpec(
+                name, summary, parser, handler, card, admin, aliases, positional or []
+            )
+            for alias in aliases:
+                self.aliases[alias] = name
+            return handler
+
+        return register
+
+    def lookup(self, name: str) -> CommandSpec | None:
+        return self.commands.get(self.aliases.get(name, name))
+
+    def names(self) -> list[str]:
+        return sorted(set(self.commands) | set(self.aliases))
 
 
-def command(
-    name: str,
-    summary: str,
-    *,
-    description: str = "",
-    card: bool = True,
-    admin: bool = False,
-    aliases: tuple[str, ...] = (),
-    positional: list[Completion] | None = None,
-    setup: Callable[[ShellArgParser], None] | None = None,
-) -> Callable[[Handler], Handler]:
-    """Register a shell command; ``setup`` adds its arguments."""
-
-    def register(handler: Handler) -> Handler:
-        parser = ShellArgParser(prog=name, description=description or summary)
-        if setup is not None:
-            setup(parser)
-        if name not in ("help", "exit", "echo"):
-            add_expectations(parser)
-        COMMANDS[name] = CommandSpec(name, summary, parser, handler, card, admin, aliases,
-                                     positional or [])
-        for alias in aliases:
-            ALIASES[alias] = name
-        return handler
-
-    return register
+#: the commands every card has (registered by :mod:`jpki_sim.shell.verbs`)
+GENERIC = VerbSet()
+command = GENERIC.command
 
 
 def add_expectations(parser: ShellArgParser) -> None:
@@ -140,8 +163,3 @@ def add_expectations(parser: ShellArgParser) -> None:
     parser.add_argument("--expect-data", metavar="REGEX",
                         help="fail unless the result (response data as hex for apdu, the "
                              "printed value for verbs) matches this regular expression")
-
-
-def lookup(name: str) -> CommandSpec | None:
-    name = ALIASES.get(name, name)
-    return COMMANDS.get(name)

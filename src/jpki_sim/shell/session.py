@@ -11,17 +11,18 @@ import argparse
 import re
 import shlex
 from collections.abc import Callable, Iterable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from jpki_sim.errors import ApduError, JpkiSimError, PinError, UserError
-from jpki_sim.profiles.jpki import ids as jpki
-from jpki_sim.profiles.jpki.client import JpkiClient
-from jpki_sim.shell import verbs
+from jpki_sim.iso7816.errors import ApduError, PinError
+from jpki_sim.errors import JpkiSimError, UserError
+from jpki_sim.shell import admin, verbs  # noqa: F401  (they register the generic commands)
 from jpki_sim.shell.apdu_text import ApduTextError, check_sw_pattern, sw_matches
-from jpki_sim.shell.registry import ALIASES, COMMANDS, Outcome, ShellError, lookup
+from jpki_sim.shell.registry import GENERIC, Outcome, ShellError, VerbSet
 from jpki_sim.shell.target import CardTarget
-from jpki_sim.shell.verbs import EF_NAMES
 from jpki_sim.trace.model import TraceWriter, describe_command, redact_command
+
+if TYPE_CHECKING:
+    from jpki_sim.profiles.base import Profile
 
 #: commands longer than this are shortened in the verbs' exchange lines
 LONG_COMMAND = 24
@@ -48,8 +49,11 @@ class Shell:
         ask_secret: Callable[[str], str] | None = None,
     ) -> None:
         self.target = target
+        self.profile = target.profile
         self.out = out
-        self.client = JpkiClient(target.transport, mode=mode)
+        #: the generic commands and those of the card's profile
+        self.verbs = profile_verbs(self.profile)
+        self.client = self.profile.client(target.transport, mode=mode)
         self.trace: TraceWriter | None = None
         self.trace_path: str | None = None
         if trace is not None:
@@ -125,10 +129,10 @@ class Shell:
                 self.trace.comment(text[1:].strip())
             return None
         first = text.split(None, 1)[0]
-        spec = lookup(first)
+        spec = self.verbs.lookup(first)
         if spec is None:
             if _looks_like_apdu(text):
-                spec = COMMANDS["apdu"]
+                spec = self.verbs.commands["apdu"]
                 text = "apdu " + text
             else:
                 raise ShellError(f"unknown command {first!r} (type 'help' for the list)")
@@ -236,9 +240,8 @@ class Shell:
             tokens.append("")
         if len(tokens) <= 1:
             word = tokens[0] if tokens else ""
-            names = sorted(set(COMMANDS) | set(ALIASES))
-            return [n for n in names if n.startswith(word)]
-        spec = lookup(tokens[0])
+            return [n for n in self.verbs.names() if n.startswith(word)]
+        spec = self.verbs.lookup(tokens[0])
         if spec is None:
             return []
         word = tokens[-1]
@@ -264,17 +267,28 @@ class Shell:
     # ------------------------------------------------------------ card names
 
     def application_names(self) -> list[str]:
-        return list(jpki.APPLICATIONS)
+        return list(self.profile.applications)
 
     def ef_names(self) -> list[str]:
+        """EF names of the card, those of the current application first."""
         app = self.client.view.application_name
-        names = list(EF_NAMES.get(app or "", {}))
-        others = [n for a, table in EF_NAMES.items() if a != app for n in table]
-        return names + [n for n in others if n not in names]
+        files = self.profile.files
+        return [n for n, f in files.items() if f.application == app] + [
+            n for n, f in files.items() if f.application != app
+        ]
 
     def close(self) -> None:
         self.stop_trace()
         self.target.close()
+
+
+def profile_verbs(profile: Profile) -> VerbSet:
+    """The generic commands joined with the profile's own (its ``shell`` hook's VERBS)."""
+    if not profile.has_hook("shell"):
+        return VerbSet(GENERIC)
+    module = profile.hook("shell")
+    own: VerbSet = module.VERBS
+    return VerbSet(GENERIC, own)
 
 
 def _looks_like_apdu(text: str) -> bool:

@@ -2,8 +2,8 @@
 
 Emulated cards also offer the admin side: power, a card clock, PIN counter
 operations and certificate renewal, which act on the card state as the
-municipal counter terminal would. A reader only offers what a reader can do
-(transmit and reset).
+issuer's counter terminal would. A reader only offers what a reader can do
+(transmit and reset). Either way the card's profile gives the names.
 """
 
 from __future__ import annotations
@@ -12,7 +12,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from jpki_sim.card.pins import RetryCounter
+from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
+from jpki_sim.profiles import registry
+from jpki_sim.profiles.base import Profile
 
 
 class AdminUnavailable(UserError):
@@ -20,12 +24,21 @@ class AdminUnavailable(UserError):
 
 
 class CardTarget:
-    """One card: a transport, a display name, and (when emulated) its state."""
+    """One card: a transport, a display name, its profile, and (when emulated) its state."""
 
-    def __init__(self, transport: Any, name: str, store: Any = None) -> None:
+    def __init__(
+        self,
+        transport: Any,
+        name: str,
+        store: CardStore[Any] | None = None,
+        profile: Profile | None = None,
+    ) -> None:
         self.transport = transport
         self.name = name
         self.store = store
+        self.profile = profile or (
+            registry.profile_of(store) if store is not None else registry.get()
+        )
         self.powered = True
         #: the card clock: None follows the machine's clock (Japan time)
         self.clock_date: date | None = None
@@ -33,34 +46,30 @@ class CardTarget:
     # ------------------------------------------------------------ opening
 
     @classmethod
-    def emulated(cls, store: Any, name: str | None = None) -> CardTarget:
-        from jpki_sim.profiles.jpki.build import build_card
+    def emulated(cls, store: CardStore[Any], name: str | None = None) -> CardTarget:
         from jpki_sim.transport.inprocess import InProcessTransport
 
+        profile = registry.profile_of(store)
         label = name or (store.path.name if store.path is not None else "in-memory card")
         full = str(store.path) if store.path is not None else label
-        return cls(InProcessTransport(build_card(store), name=full), label, store)
+        return cls(InProcessTransport(profile.build(store), name=full), label, store, profile)
 
     @classmethod
     def open_file(cls, path: str) -> CardTarget:
-        from jpki_sim.profiles.jpki.state import CardStore
-
-        return cls.emulated(CardStore.open(path))
+        return cls.emulated(registry.open_store(path))
 
     @classmethod
     def open_default(cls) -> CardTarget:
-        try:
-            from jpki_sim.issuer.counter import open_default_card
-        except ImportError:
-            raise UserError("no default card available here: give --card FILE") from None
+        from jpki_sim.issuer.default import open_default_card
+
         return cls.emulated(open_default_card())
 
     @classmethod
-    def open_reader(cls, reader: str) -> CardTarget:
+    def open_reader(cls, reader: str, profile: str | None = None) -> CardTarget:
         from jpki_sim.transport.pcsc import PcscTransport
 
         transport = PcscTransport(reader)
-        return cls(transport, transport.name)
+        return cls(transport, transport.name, profile=registry.get(profile))
 
     # ------------------------------------------------------------ properties
 
@@ -68,15 +77,10 @@ class CardTarget:
     def is_emulated(self) -> bool:
         return self.store is not None
 
-    @property
-    def card(self) -> Any:
-        """The engine card (emulated only)."""
-        self._need_admin("this")
-        return self.transport.card
-
-    def _need_admin(self, verb: str) -> None:
-        if not self.is_emulated:
+    def _need_admin(self, verb: str) -> CardStore[Any]:
+        if self.store is None:
             raise AdminUnavailable(f"'{verb}' works on emulated cards only, not on a reader")
+        return self.store
 
     def today(self) -> date:
         if self.clock_date is not None:
@@ -109,23 +113,30 @@ class CardTarget:
 
     def rebuild(self) -> bytes:
         """Rebuild the emulated card from its (changed) state and power it on."""
-        from jpki_sim.profiles.jpki.build import build_card
-
-        self._need_admin("rebuild")
-        card = build_card(self.store)
-        self.transport.card = card
-        atr: bytes = card.power_on()
+        store = self._need_admin("rebuild")
+        atr: bytes = self.transport.replace_card(self.profile.build(store))
         self.powered = True
         return atr
 
     # ------------------------------------------------------------ PIN counters
 
-    def pin(self, which: str) -> Any:
-        from jpki_sim.profiles.jpki import ids as jpki
+    def pin(self, which: str) -> RetryCounter:
+        """PIN ``which``'s counter on the card state (the chip reads the same state)."""
+        store = self._need_admin("PIN admin")
+        self.profile.pin(which)
+        return RetryCounter(lambda: store.state.pins[which], store, name=which)
 
-        self._need_admin("PIN admin")
-        aid, fid = jpki.PIN_EFS[which]
-        return self.card.find_pin(aid, fid)
+    def reset_pin(self, which: str, new: str | None) -> None:
+        """The counter's reset: tries back to the maximum, optionally a new value.
+
+        A profile with issuer rules for it (e.g. JPKI: no PIN without its
+        certificate) names them as its ``reset_pin`` hook.
+        """
+        store = self._need_admin("PIN admin")
+        if new is not None and self.profile.has_hook("reset_pin"):
+            self.profile.hook("reset_pin")(store, which, new)
+            return
+        self.pin(which).reset(new)
 
     def close(self) -> None:
         try:

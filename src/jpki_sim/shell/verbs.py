@@ -1,65 +1,38 @@
-"""The shell's commands, in the card's own terms.
+"""The shell's commands every card has: help, modes, traces, raw APDUs, SELECT, PINs.
 
 Each command prints what it did and returns an :class:`Outcome` (the status
 word and the text ``--expect-data`` is matched against). Card errors raise
-:class:`~jpki_sim.errors.ApduError` / ``PinError``; the interpreter prints them
-as one line and checks expectations against their status word.
+:class:`~jpki_sim.iso7816.errors.ApduError` / ``PinError``; the interpreter
+prints them as one line and checks expectations against their status word.
+Names (applications, EFs, PINs) come from the card's profile; a profile's own
+verbs live in the module its ``shell`` hook names (JPKI: :mod:`.jpki`).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
-from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jpki_sim.iso7816.sw import describe
-from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.shell import render
 from jpki_sim.shell.apdu_text import ApduTextError, parse_apdu_text
 from jpki_sim.shell.registry import (
-    COMMANDS,
     PATHS,
     CommandSpec,
     Outcome,
     ShellArgParser,
     ShellError,
     command,
-    lookup,
 )
 
 if TYPE_CHECKING:
+    from jpki_sim.profiles.base import PinRef
     from jpki_sim.shell.session import Shell
 
-#: EF names the shell knows, per application, for ``select`` and completion
-EF_NAMES: dict[str, dict[str, int]] = {
-    "jpki": {
-        "sign-cert": jpki.EF_SIGN_CERT,
-        "sign-ca": jpki.EF_SIGN_CA_CERT,
-        "token-info": jpki.EF_TOKEN_INFO,
-        "cert-presence": jpki.EF_CERT_PRESENCE,
-        "auth-cert": jpki.EF_AUTH_CERT,
-        "auth-ca": jpki.EF_AUTH_CA_CERT,
-        "auth-key": jpki.EF_AUTH_KEY,
-        "auth-pin": jpki.EF_AUTH_PIN,
-        "sign-key": jpki.EF_SIGN_KEY,
-        "sign-pin": jpki.EF_SIGN_PIN,
-    },
-    "helper": {
-        "my-number": jpki.EF_HELPER_MY_NUMBER,
-        "basic-info": jpki.EF_HELPER_BASIC_INFO,
-        "helper-pin": jpki.EF_HELPER_PIN,
-        "pin-a": jpki.EF_HELPER_PIN_A,
-        "pin-b": jpki.EF_HELPER_PIN_B,
-    },
-}
-CERT_NAMES = list(jpki.CERT_EFS)
-PIN_NAMES = list(jpki.PIN_EFS)
-KEY_NAMES = list(jpki.KEY_EFS)
-HASHES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
-SEX_TEXT = {"1": "male", "2": "female", "9": "not applicable", "0": "not known"}
+
+def _pin_names(shell: Shell) -> list[str]:
+    return list(shell.profile.pins)
 
 
 def _select_targets(shell: Shell) -> list[str]:
@@ -74,10 +47,10 @@ def _help_setup(p: ShellArgParser) -> None:
 
 
 @command("help", "list the commands, or show one command's help", card=False,
-         aliases=("?",), setup=_help_setup, positional=[lambda s: sorted(COMMANDS)])
+         aliases=("?",), setup=_help_setup, positional=[lambda s: sorted(s.verbs.commands)])
 def do_help(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     if args.topic:
-        spec = lookup(args.topic)
+        spec = shell.verbs.lookup(args.topic)
         if spec is None:
             raise ShellError(f"no command {args.topic!r}")
         text = spec.parser.format_help().rstrip()
@@ -87,15 +60,16 @@ def do_help(shell: Shell, args: argparse.Namespace) -> Outcome | None:
         if spec.admin:
             shell.print("(admin verb: emulated cards only)")
         return None
+    commands = shell.verbs.commands
     groups = [
-        ("card", [n for n, s in COMMANDS.items() if s.card and not s.admin]),
-        ("admin (emulated cards)", [n for n, s in COMMANDS.items() if s.admin]),
-        ("shell", [n for n, s in COMMANDS.items() if not s.card and not s.admin]),
+        ("card", [n for n, s in commands.items() if s.card and not s.admin]),
+        ("admin (emulated cards)", [n for n, s in commands.items() if s.admin]),
+        ("shell", [n for n, s in commands.items() if not s.card and not s.admin]),
     ]
     for title, names in groups:
         shell.print(f"{title}:")
         for n in names:
-            shell.print(f"  {n:<13} {COMMANDS[n].summary}")
+            shell.print(f"  {n:<13} {commands[n].summary}")
     shell.print("A line of hex (or the short form INS P1P2:DATA/LE) is sent as an APDU.")
     shell.print("'help COMMAND' for details; Tab completes commands and card names.")
     return None
@@ -103,7 +77,7 @@ def do_help(shell: Shell, args: argparse.Namespace) -> Outcome | None:
 
 @command("exit", "leave the shell", card=False, aliases=("quit",))
 def do_exit(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.shell.session import QuitShell
+    from jpki_sim.shell.session import QuitShell  # the interpreter's own signal
 
     raise QuitShell()
 
@@ -250,7 +224,7 @@ def do_apdu(shell: Shell, args: argparse.Namespace) -> Outcome | None:
         raise ShellError(str(exc)) from None
     client = shell.client
     if client.mode == "auto":
-        from jpki_sim.errors import ApduError
+        from jpki_sim.iso7816.errors import ApduError
 
         try:
             full = client.transmit_apdu(command_bytes).to_bytes()
@@ -279,7 +253,23 @@ def do_apdu(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     return Outcome(sw, data.hex().upper())
 
 
-# ================================================================ JPKI verbs
+@command("atr", "show the card's ATR", card=False)
+def do_atr(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    atr = shell.target.transport.atr()
+    shell.print(f"ATR {render.spaced(atr)}")
+    return Outcome(None, atr.hex().upper())
+
+
+@command("reset", "warm-reset the card: the application and verified PINs are gone", card=False)
+def do_reset(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    if not shell.target.powered:
+        raise ShellError("the card is powered off ('power on' first)")
+    atr = shell.client.reset()
+    shell.print(f"reset, ATR {render.spaced(atr)}")
+    return Outcome(None, atr.hex().upper())
+
+
+# ================================================================ files
 
 
 def _select_setup(p: ShellArgParser) -> None:
@@ -293,17 +283,18 @@ def _select_setup(p: ShellArgParser) -> None:
 def do_select(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     client = shell.client
     target = args.target.lower()
-    if target in jpki.APPLICATIONS:
-        client.select_aid(jpki.APPLICATIONS[target])
+    profile = shell.profile
+    if target in profile.applications:
+        client.select_aid(profile.applications[target])
         shell.print(f"selected application {target}")
         return Outcome(text=target)
-    for app, table in EF_NAMES.items():
-        if target in table:
-            if client.view.application_name != app:
-                client.select_aid(jpki.APPLICATIONS[app])
-            client.select_ef(table[target])
-            shell.print(f"selected {app} EF {table[target]:04X} ({target})")
-            return Outcome(text=target)
+    ef = profile.files.get(target)
+    if ef is not None:
+        if client.view.application_name != ef.application:
+            client.select_aid(profile.applications[ef.application])
+        client.select_ef(ef.fid)
+        shell.print(f"selected {ef.application} EF {ef.fid:04X} ({target})")
+        return Outcome(text=target)
     cleaned = re.sub(r"[\s:]", "", target)
     if not re.fullmatch(r"[0-9a-f]+", cleaned) or len(cleaned) % 2:
         raise ShellError(f"select: {args.target!r} is not an application, EF name, FID or AID")
@@ -339,7 +330,7 @@ def _number(text: str, what: str) -> int:
 @command("read-binary", "READ BINARY of the current EF (offset, length, or --all)",
          setup=_read_binary_setup)
 def do_read_binary(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.errors import ApduError
+    from jpki_sim.iso7816.errors import ApduError
 
     offset = _number(args.offset, "offset")
     length = _number(args.length, "length")
@@ -369,41 +360,6 @@ def do_read_binary(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     return Outcome(None, bytes(data).hex().upper())
 
 
-def _read_cert_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", choices=CERT_NAMES, help="auth, sign, auth-ca or sign-ca")
-    p.add_argument("--out", metavar="FILE", help="also save the certificate (DER, or PEM)")
-    p.add_argument("--pem", action="store_true", help="save as PEM instead of DER")
-
-
-@command("read-cert", "read a certificate like OpenSC does and show who, serial, validity",
-         setup=_read_cert_setup, positional=[CERT_NAMES])
-def do_read_cert(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    der = shell.client.read_certificate(args.which)
-    summary = render.certificate_summary(der, shell.target.now())
-    shell.print(f"{args.which} certificate, {len(der)} bytes")
-    if summary is None:
-        shell.print("  (not a parsable X.509 certificate)")
-        for line in render.hexdump(der[:64], prefix="  "):
-            shell.print(line)
-    else:
-        for line in summary:
-            shell.print("  " + line)
-    if args.out:
-        out = der
-        if args.pem:
-            import base64
-
-            b64 = base64.encodebytes(der).decode().replace("\n", "")
-            body = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
-            out = f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n".encode()
-        try:
-            Path(args.out).write_bytes(out)
-        except OSError as exc:
-            raise ShellError(f"{args.out}: {exc.strerror}") from None
-        shell.print(f"saved to {args.out}")
-    return Outcome(None, "\n".join(summary or []))
-
-
 def _pin_status_setup(p: ShellArgParser) -> None:
     p.add_argument("which", nargs="*", metavar="auth|sign|helper|all",
                    help="the PINs to query (default: those of the current application, "
@@ -412,28 +368,39 @@ def _pin_status_setup(p: ShellArgParser) -> None:
 
 
 @command("pin-status", "tries left of PINs (SELECT the PIN EF, empty VERIFY); default: this app's",
-         setup=_pin_status_setup, positional=[PIN_NAMES + ["all"]] * 3)
+         setup=_pin_status_setup, positional=[lambda s: [*_pin_names(s), "all"]] * 3)
 def do_pin_status(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    unknown = [n for n in args.which if n not in PIN_NAMES and n != "all"]
+    profile = shell.profile
+    every = _pin_names(shell)
+    unknown = [n for n in args.which if n not in every and n != "all"]
     if unknown:
-        raise ShellError(f"pin-status: no PIN {unknown[0]!r} (auth, sign, helper or all)")
+        raise ShellError(f"pin-status: no PIN {unknown[0]!r} ({', '.join(every)} or all)")
     names = [n for n in args.which if n != "all"]
     if not names:
-        current = shell.client.view.application
-        names = [n for n, (aid, _fid) in jpki.PIN_EFS.items() if aid == current] or PIN_NAMES
+        current = shell.client.view.application_name
+        names = [n for n, ref in profile.pins.items() if ref.application == current] or every
         if "all" in args.which:
-            names = PIN_NAMES
+            names = every
     texts = []
     for name in names:
         tries = shell.client.pin_status(name)
-        policy = jpki.PIN_POLICIES[name]
+        policy = profile.pins[name].policy
         state = "BLOCKED" if tries == 0 else f"{tries} {'try' if tries == 1 else 'tries'} left"
         shell.print(f"{name:<7} {policy.label:<26} {state} (of {policy.max_tries})")
         texts.append(f"{name}={tries}")
     return Outcome(None, " ".join(texts))
 
 
-def _secret(shell: Shell, given: str | None, what: str) -> str:
+def pin_ref(shell: Shell, name: str) -> PinRef:
+    """The card's PIN ``name``; a one-line error naming the card's PINs when it has none."""
+    ref = shell.profile.pins.get(name)
+    if ref is None:
+        names = ", ".join(shell.profile.pins)
+        raise ShellError(f"no PIN {name!r} on this card ({names})")
+    return ref
+
+
+def secret(shell: Shell, given: str | None, what: str) -> str:
     if given is not None:
         return given
     if shell.ask_secret is None:
@@ -442,34 +409,36 @@ def _secret(shell: Shell, given: str | None, what: str) -> str:
 
 
 def _verify_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", choices=PIN_NAMES, help="auth, sign or helper")
+    p.add_argument("which", help="a PIN of the card (auth, sign or helper on a JPKI card)")
     p.add_argument("pin", nargs="?", help="the PIN (asked for, hidden, when left out)")
 
 
 @command("verify", "VERIFY a PIN; a wrong one shows the tries left",
-         setup=_verify_setup, positional=[PIN_NAMES])
+         setup=_verify_setup, positional=[_pin_names])
 def do_verify(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    pin = _secret(shell, args.pin, f"{args.which} PIN")
+    pin_ref(shell, args.which)
+    pin = secret(shell, args.pin, f"{args.which} PIN")
     shell.client.verify_pin(args.which, pin)
     shell.print(f"{args.which} PIN verified")
     return Outcome(None, "verified")
 
 
 def _change_pin_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", choices=PIN_NAMES, help="auth, sign or helper")
+    p.add_argument("which", help="a PIN of the card (auth, sign or helper on a JPKI card)")
     p.add_argument("values", nargs="*", metavar="PIN",
                    help="OLD NEW (VERIFY OLD first), or NEW alone when already verified")
 
 
 @command("change-pin", "CHANGE REFERENCE DATA: set a new PIN (OLD NEW, or NEW after verify)",
-         setup=_change_pin_setup, positional=[PIN_NAMES])
+         setup=_change_pin_setup, positional=[_pin_names])
 def do_change_pin(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     if len(args.values) > 2:
         raise ShellError("change-pin: give OLD NEW, or NEW alone")
     old: str | None = args.values[0] if len(args.values) == 2 else None
-    new = args.values[-1] if args.values else _secret(shell, None, f"new {args.which} PIN")
+    policy = pin_ref(shell, args.which).policy
+    new = args.values[-1] if args.values else secret(shell, None, f"new {args.which} PIN")
     try:
-        jpki.PIN_POLICIES[args.which].check(new)
+        policy.check(new)
     except ValueError as exc:
         raise ShellError(str(exc)) from None
     shell.client.change_pin(args.which, new, old=old)
@@ -477,279 +446,3 @@ def do_change_pin(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     return Outcome(None, "changed")
 
 
-def _sign_setup(p: ShellArgParser) -> None:
-    p.add_argument("input", metavar="FILE|TEXT",
-                   help="a file to sign, else the text itself (UTF-8)")
-    p.add_argument("--key", choices=KEY_NAMES, default="auth", help="auth (default) or sign")
-    p.add_argument("--hash", choices=sorted(HASHES), default="sha256", help="default sha256")
-    p.add_argument("--scheme", type=int, choices=range(6), default=0, metavar="0-5",
-                   help="P1: 0 DigestInfo + PKCS#1 v1.5 (default, as OpenSC), 1 card hashes, "
-                        "bare hash; 2 card wraps the hash; 3 card hashes + DigestInfo; "
-                        "4 PSS over the hash; 5 card hashes + PSS")
-    p.add_argument("--text", action="store_true", help="sign the argument as text even if a "
-                                                       "file of that name exists")
-    p.add_argument("--out", metavar="FILE", help="save the 256-byte signature")
-
-
-@command("sign", "COMPUTE DIGITAL SIGNATURE over a file or text, then check it with the cert",
-         setup=_sign_setup, positional=[PATHS])
-def do_sign(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.profiles.jpki.signing import digest_info
-
-    path = Path(args.input)
-    if not args.text and path.is_file():
-        message = path.read_bytes()
-        source = f"file {args.input} ({len(message)} bytes)"
-    else:
-        message = args.input.encode("utf-8")
-        source = f"text ({len(message)} bytes)"
-    if args.scheme in (1, 2, 3, 4, 5) and args.hash != "sha256":
-        raise ShellError("schemes 1-5 use SHA-256 only")
-    digest = hashlib.new(args.hash, message).digest()
-    if args.scheme == 0:
-        data = digest_info(args.hash, digest)
-    elif args.scheme in (2, 4):
-        data = digest
-    else:
-        if len(message) > 255:
-            raise ShellError(f"schemes 1, 3 and 5 send the message itself: at most 255 bytes, "
-                             f"this is {len(message)}")
-        data = message
-    shell.print(f"signing {source} with the {args.key} key, {args.hash}, scheme {args.scheme}")
-    signature = shell.client.sign(args.key, data, scheme=args.scheme)
-    sign_sw = shell.client.last_exchanges[-1].sw if shell.client.last_exchanges else None
-    for line in render.hexdump(signature, prefix="  "):
-        shell.print(line)
-    verdict = _check_signature(shell, args.key, signature, digest, args.scheme, args.hash)
-    shell.print(verdict)
-    if args.out:
-        try:
-            Path(args.out).write_bytes(signature)
-        except OSError as exc:
-            raise ShellError(f"{args.out}: {exc.strerror}") from None
-        shell.print(f"saved to {args.out}")
-    return Outcome(sign_sw, signature.hex().upper())
-
-
-def _check_signature(
-    shell: Shell, key: str, signature: bytes, digest: bytes, scheme: int, hash_name: str
-) -> str:
-    """Verify with the certificate read back from the card (its public key)."""
-    from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
-
-    from jpki_sim.errors import ApduError
-
-    # the certificate read-back is a check of ours, not part of the signing: not shown
-    shown = shell.show_apdus
-    shell.show_apdus = False
-    try:
-        der = shell.client.read_certificate(key)
-        public = x509.load_der_x509_certificate(der).public_key()
-        if not isinstance(public, rsa.RSAPublicKey):
-            raise ValueError("the certificate's key is not RSA")
-    except (ApduError, ValueError) as exc:
-        return f"(could not read the {key} certificate to check the signature: {exc})"
-    finally:
-        shell.show_apdus = shown
-    algo = {"sha1": hashes.SHA1(), "sha256": hashes.SHA256(), "sha384": hashes.SHA384(),
-            "sha512": hashes.SHA512()}[hash_name]
-    try:
-        if scheme == 1:
-            recovered = public.recover_data_from_signature(signature, padding.PKCS1v15(), None)
-            if recovered != digest:
-                raise InvalidSignature()
-        elif scheme in (4, 5):
-            public.verify(signature, digest,
-                          padding.PSS(mgf=padding.MGF1(hashes.SHA256()),
-                                      salt_length=padding.PSS.AUTO),
-                          utils.Prehashed(algo))
-        else:
-            public.verify(signature, digest, padding.PKCS1v15(), utils.Prehashed(algo))
-    except InvalidSignature:
-        return f"signature does NOT verify with the {key} certificate (read back from the card)"
-    return f"signature verifies with the {key} certificate (read back from the card)"
-
-
-@command("my-number", "read the My Number from the helper application (needs the helper PIN)")
-def do_my_number(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    number = shell.client.my_number()
-    shell.print(f"My Number  {number[:4]} {number[4:8]} {number[8:]}")
-    return Outcome(None, number)
-
-
-@command("basic-info", "read name, address, birth date and sex (helper PIN needed)")
-def do_basic_info(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    info = shell.client.basic_info()
-    born = info.birth_date
-    shell.print(f"name        {info.name}")
-    shell.print(f"address     {info.address}")
-    shell.print(f"birth date  {born.isoformat() if born else info.birthdate}")
-    shell.print(f"sex         {info.sex} ({SEX_TEXT.get(info.sex, 'unknown code')})")
-    return Outcome(None, f"{info.name}\n{info.address}\n{info.birthdate}\n{info.sex}")
-
-
-@command("token-info", "the token label in EF 0006 (JPKIAPICCTOKEN2 on a My Number card)")
-def do_token_info(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    label = shell.client.token_label()
-    presence = shell.client.certificate_presence()
-    shell.print(f"token label   {label}")
-    has_sign = presence[:1] == b"\x8f"
-    has_auth = presence[1:2] == b"\x8f"
-    shell.print(f"certificates  {render.spaced(presence)} (sign {'yes' if has_sign else 'no'}, "
-                f"auth {'yes' if has_auth else 'no'})")
-    return Outcome(None, label)
-
-
-@command("atr", "show the card's ATR", card=False)
-def do_atr(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    atr = shell.target.transport.atr()
-    shell.print(f"ATR {render.spaced(atr)}")
-    return Outcome(None, atr.hex().upper())
-
-
-@command("reset", "warm-reset the card: the application and verified PINs are gone", card=False)
-def do_reset(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    if not shell.target.powered:
-        raise ShellError("the card is powered off ('power on' first)")
-    atr = shell.client.reset()
-    shell.print(f"reset, ATR {render.spaced(atr)}")
-    return Outcome(None, atr.hex().upper())
-
-
-# ================================================================ admin verbs (emulated)
-
-
-def _power_setup(p: ShellArgParser) -> None:
-    p.add_argument("state", choices=("on", "off"))
-
-
-@command("power", "power the emulated card off or on (a cold reset)", card=False, admin=True,
-         setup=_power_setup, positional=[("on", "off")])
-def do_power(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    target = shell.target
-    if args.state == "off":
-        target.power_off()
-        shell.client.forget()
-        if shell.trace is not None:
-            shell.trace.power_off()
-        shell.print("card powered off")
-        return None
-    atr = target.power_on()
-    shell.client.forget()
-    if shell.trace is not None:
-        shell.trace.reset(atr, "cold")
-    shell.print(f"card powered on, ATR {render.spaced(atr)}")
-    return Outcome(None, atr.hex().upper())
-
-
-def _clock_setup(p: ShellArgParser) -> None:
-    p.add_argument("action", nargs="?", choices=("set", "now"))
-    p.add_argument("date", nargs="?", help="YYYY-MM-DD")
-
-
-@command("clock", "show the card clock, 'clock set YYYY-MM-DD', or 'clock now'", card=False,
-         setup=_clock_setup, positional=[("set", "now")])
-def do_clock(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    target = shell.target
-    if args.action == "set":
-        if not args.date:
-            raise ShellError("clock set: a date YYYY-MM-DD is needed")
-        try:
-            target.clock_date = date.fromisoformat(args.date)
-        except ValueError:
-            raise ShellError(f"clock set: {args.date!r} is not a YYYY-MM-DD date") from None
-    elif args.action == "now":
-        target.clock_date = None
-    elif args.date:
-        raise ShellError("clock: use 'clock set YYYY-MM-DD'")
-    day = target.today().isoformat()
-    shell.print(f"card clock {day}" + ("" if target.clock_date else " (machine clock)"))
-    return Outcome(None, day)
-
-
-def _pin_admin_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", choices=PIN_NAMES)
-
-
-@command("block-pin", "set a PIN's retry counter to 0 (emulated card)", card=False, admin=True,
-         setup=_pin_admin_setup, positional=[PIN_NAMES])
-def do_block_pin(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    shell.target.pin(args.which).block()
-    shell.client.view.verified.discard(args.which)
-    shell.print(f"{args.which} PIN blocked (tries left: 0)")
-    return None
-
-
-def _reset_pin_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", choices=PIN_NAMES)
-    p.add_argument("new", nargs="?", help="a new PIN value (default: keep the old one)")
-
-
-@command("reset-pin", "unblock a PIN at the counter: tries back to max, optionally a new value",
-         card=False, admin=True, setup=_reset_pin_setup, positional=[PIN_NAMES])
-def do_reset_pin(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    if args.new is not None:
-        try:
-            jpki.PIN_POLICIES[args.which].check(args.new)
-        except ValueError as exc:
-            raise ShellError(str(exc)) from None
-    _reset_pin(shell, args.which, args.new)
-    pin = shell.target.pin(args.which)
-    shell.print(f"{args.which} PIN reset (tries left: {pin.tries_left})"
-                + (", new value set" if args.new else ""))
-    return None
-
-
-def _reset_pin(shell: Shell, which: str, new: str | None) -> None:
-    if new is not None and shell.target.store is not None:
-        # the counter's "initialise the PIN and set a new one"; the card's PIN
-        # objects share the state, so the chip sees it at once
-        from jpki_sim.issuer import counter as issuer
-
-        issuer.reset_pin(shell.target.store, which, new)
-        return
-    # counter back to its maximum, same value: the chip's own PIN object does it
-    shell.target.pin(which).unblock(None)
-
-
-def _rebuild(shell: Shell) -> None:
-    atr = shell.target.rebuild()
-    shell.client.forget()
-    if shell.trace is not None:
-        shell.trace.reset(atr, "cold")
-
-
-def _renew_setup(p: ShellArgParser) -> None:
-    p.add_argument("--auth-pin", metavar="PIN", help="the current auth PIN (asked when needed)")
-    p.add_argument("--sign-pin", metavar="PIN",
-                   help="the current sign password (asked when needed)")
-
-
-@command("renew", "renew the due certificates at the card clock's date (emulated card)",
-         card=False, admin=True, setup=_renew_setup)
-def do_renew(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.issuer import counter as issuer
-    from jpki_sim.issuer.lifecycle import clock_at
-
-    target = shell.target
-    if target.store is None:
-        raise ShellError("'renew' works on emulated cards only, not on a reader")
-    today = target.today()
-    due = issuer.renewal_due(target.store.state, today)
-    given = {"auth": args.auth_pin, "sign": args.sign_pin}
-    pins: dict[str, str] = {}
-    for which, d in due.items():
-        if d.due:
-            pins[which] = _secret(shell, given[which], f"current {which} PIN")
-    result = issuer.renew(target.store, pins=pins, clock=clock_at(today))
-    _rebuild(shell)
-    for which, slot in result.renewed.items():
-        shell.print(f"{which} certificate renewed ({result.kinds.get(which, 'due')}): "
-                    f"valid {slot.not_before} to {slot.expires}")
-    for serial in result.revoked:
-        shell.print(f"old certificate {serial:X} revoked at the CA")
-    shell.print("the card was power-cycled with its new certificates")
-    return Outcome(None, " ".join(sorted(result.renewed)))

@@ -22,7 +22,7 @@ Choosing the card::
     @pytest.mark.parametrize("jpki_card", ["default", "auth-only"], indirect=True)
 
 Profiles: ``default``, ``auth-only``, ``no-certs``, ``minor``, ``expired``,
-``cert-expired``, ``pin-blocked`` (see :mod:`jpki_sim.vectors.profiles`).
+``cert-expired``, ``pin-blocked`` (see :mod:`jpki_sim.issuer.presets`).
 
 This module is imported by every pytest run of every project where jpki-sim is
 installed, so it imports nothing heavy at module level: cryptography, pyscard
@@ -135,7 +135,7 @@ def _card_request(request: pytest.FixtureRequest) -> tuple[Any, date]:
     """(the Profile, the test's today) from indirect parameters and markers."""
     from dataclasses import replace
 
-    from jpki_sim.vectors import profiles
+    from jpki_sim.issuer import presets as profiles
 
     name = "default"
     changes: dict[str, Any] = {}
@@ -157,11 +157,11 @@ def _card_request(request: pytest.FixtureRequest) -> tuple[Any, date]:
         raise pytest.UsageError(
             f"jpki_card parameter must be a profile name or a dict, not {param!r}"
         )
-    if name not in profiles.PROFILES:
+    if name not in profiles.PRESETS:
         raise pytest.UsageError(
-            f"unknown jpki profile {name!r}; profiles: {', '.join(profiles.PROFILES)}"
+            f"unknown jpki profile {name!r}; profiles: {', '.join(profiles.PRESETS)}"
         )
-    profile = profiles.PROFILES[name]
+    profile = profiles.PRESETS[name]
     for key in ("issued", "birthdate", "reference_date"):
         if key in changes:
             changes[key] = _as_date(changes[key], f"jpki_profile {key}")
@@ -183,7 +183,7 @@ def _card_request(request: pytest.FixtureRequest) -> tuple[Any, date]:
 def _new_card(request: pytest.FixtureRequest) -> JpkiCard:
     from jpki_sim.profiles.jpki.client import JpkiClient
     from jpki_sim.transport.inprocess import InProcessTransport
-    from jpki_sim.vectors import profiles
+    from jpki_sim.issuer import presets as profiles
 
     profile, today = _card_request(request)
     card, store = profiles.factory().card(profile)
@@ -223,7 +223,7 @@ def _jpki_vpcd_session() -> Iterator[Any]:
     if not pcscd.is_running() and not pcscd.is_root():
         _pcsc_unavailable("jpki_reader needs a running pcscd (sudo pcscd -f &)")
     from jpki_sim.errors import JpkiSimError
-    from jpki_sim.vectors import profiles
+    from jpki_sim.issuer import presets as profiles
     from jpki_sim.vectors.targets import ServedSession
 
     card, _store = profiles.card("default")
@@ -241,7 +241,7 @@ def _jpki_vpcd_session() -> Iterator[Any]:
 def jpki_reader(request: pytest.FixtureRequest, _jpki_vpcd_session: Any) -> JpkiReader:
     """A fresh card (as for ``jpki_card``) in a vpcd reader; the value is the reader name."""
     card = _new_card(request)
-    _jpki_vpcd_session.bridge.card = card.card  # the bridge serves the new card from now on
+    _jpki_vpcd_session.bridge.replace_card(card.card)  # served from now on
     reader = JpkiReader(_jpki_vpcd_session.reader)
     reader.card = card
     return reader

@@ -257,9 +257,9 @@ def card_profiles() -> st.SearchStrategy[str]:
     """Names of the bundled card profiles (``default``, ``minor``, ``expired``, ...).
 
     Each name is accepted by the ``jpki_profile`` marker of the pytest plugin and by
-    :func:`jpki_sim.vectors.profiles.state`.
+    :func:`jpki_sim.issuer.presets.state`.
     """
-    from jpki_sim.vectors.profiles import PROFILES
+    from jpki_sim.issuer.presets import PRESETS as PROFILES
 
     return st.sampled_from(sorted(PROFILES))
 

@@ -1,9 +1,11 @@
-"""The in-process transport: a :class:`~jpki_sim.engine.Card` behind the Transport interface."""
+"""The in-process transport: a :class:`~jpki_sim.card.engine.Card` behind the Transport interface."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from jpki_sim.card.engine import Card
-from jpki_sim.profiles.jpki.state import CardStore
+from jpki_sim.card.store import CardStore
 
 
 class InProcessTransport:
@@ -29,13 +31,20 @@ class InProcessTransport:
     def power_on(self) -> bytes:
         return self.card.power_on()
 
+    def replace_card(self, card: Card) -> bytes:
+        """Put another card in (e.g. rebuilt from a changed state), powered on; its ATR."""
+        self.card.power_off()
+        self.card = card
+        return card.power_on()
+
     def close(self) -> None:
         self.card.power_off()
 
 
-def open_card_file(path: str) -> tuple[InProcessTransport, CardStore]:
-    """Load a card file and put the card behind an in-process transport."""
-    from jpki_sim.profiles.jpki.build import build_card
+def open_card_file(path: str) -> tuple[InProcessTransport, CardStore[Any]]:
+    """Load a card file (of any profile) and put the card behind an in-process transport."""
+    from jpki_sim.profiles import registry
 
-    store = CardStore.open(path)
-    return InProcessTransport(build_card(store), name=str(path)), store
+    store = registry.open_store(path)
+    card = registry.profile_of(store).build(store)
+    return InProcessTransport(card, name=str(path)), store

@@ -171,6 +171,10 @@ class VpcdBridge:
 
     # ------------------------------------------------------------ lifecycle
 
+    def replace_card(self, card: EmulatedCard) -> None:
+        """Put another card in the reader slot, between two messages (vpcd never sees it)."""
+        self.card = card
+
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
@@ -301,7 +305,6 @@ class VpcdBridge:
         # skips the FrameParser (a measurable share of the bridge's time per APDU).
         # ``header`` holds such a lone header until the next segment.
         header = b""
-        pending = parser._buf  # the parser's buffer, changed in place
         while True:
             if quickack is not None:
                 setopt(tcp, quickack, 1)
@@ -315,7 +318,7 @@ class VpcdBridge:
                 else:
                     messages = parser.feed(header + data)
                 header = b""
-            elif pending or n < 2:
+            elif parser.pending or n < 2:
                 messages = parser.feed(data)
             else:
                 length = (data[0] << 8) | data[1]

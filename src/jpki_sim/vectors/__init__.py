@@ -7,7 +7,7 @@ their format. Entry points:
 - :func:`jpki_sim.vectors.loader.load_suite` reads vector files;
 - :func:`jpki_sim.vectors.runner.run_suite` plays them on a target from
   :mod:`jpki_sim.vectors.targets` (in-process, pcscd + vpcd, any reader);
-- :mod:`jpki_sim.vectors.profiles` issues the named cards they play against;
+- :mod:`jpki_sim.issuer.presets` issues the named cards they play against;
 - :func:`jpki_sim.vectors.recorder.record` turns a trace into vectors;
 - :class:`jpki_sim.vectors.replay.ReplayTransport` serves a trace back as a card.
 

@@ -18,8 +18,8 @@ from jpki_sim.errors import UserError
 from jpki_sim.vectors import checks
 from jpki_sim.vectors.model import (
     ADMIN_ACTIONS,
+    DEFAULT_CARD_PROFILE,
     FORMAT,
-    PIN_NAMES,
     TEMPLATE,
     VERSION,
     Admin,
@@ -136,24 +136,57 @@ def loads(text: str, path: Path | None = None) -> VectorFile:
         raise VectorError(f"{lineno}: vector file version {header.get('version')!r} not "
                           f"supported (this runner knows {VERSION})")
     feature = str(header.get("feature") or (path.stem if path else ""))
+    card = _card_profile(header, lineno)
     vf = VectorFile(path or Path("<text>"), feature, str(header.get("title", "")), [], header)
     current: Vector | None = None
     for lineno, obj in rows[1:]:
         if "vector" in obj:
             if current is not None:
                 _finish(current)
-            current = _vector(obj, lineno, feature, vf.path)
+            current = _vector(obj, lineno, feature, vf.path, card)
             vf.vectors.append(current)
             continue
         if current is None:
             raise VectorError(f"{lineno}: a step before the first vector line")
-        current.steps.append(_step(obj, lineno))
+        current.steps.append(_step(obj, lineno, card))
     if current is not None:
         _finish(current)
     return vf
 
 
-def _vector(obj: dict[str, Any], lineno: int, feature: str, path: Path) -> Vector:
+class CardProfile:
+    """What a vector file's card profile tells the loader: presets, PINs, checks."""
+
+    def __init__(self, name: str) -> None:
+        from jpki_sim.profiles import registry
+
+        self.profile = registry.get(name)
+        self.name = name
+        self.pins = list(self.profile.pins)
+        self._presets: Any = None
+        if self.profile.has_hook("vector_checks"):
+            self.profile.hook("vector_checks")  # it registers the profile's checks
+
+    @property
+    def presets(self) -> Any:
+        if self._presets is None:
+            self._presets = self.profile.hook("presets")()
+        return self._presets
+
+
+def _card_profile(header: dict[str, Any], lineno: int) -> CardProfile:
+    name = header.get("card_profile", DEFAULT_CARD_PROFILE)
+    if not isinstance(name, str):
+        raise VectorError(f"{lineno}: card_profile must name a card profile")
+    try:
+        return CardProfile(name)
+    except UserError as exc:
+        raise VectorError(f"{lineno}: {exc}") from None
+
+
+def _vector(
+    obj: dict[str, Any], lineno: int, feature: str, path: Path, card: CardProfile
+) -> Vector:
     unknown = set(obj) - VECTOR_KEYS
     if unknown:
         raise VectorError(f"{lineno}: unknown vector field(s) {', '.join(sorted(unknown))}")
@@ -164,10 +197,10 @@ def _vector(obj: dict[str, Any], lineno: int, feature: str, path: Path) -> Vecto
     if not isinstance(purpose, str) or not purpose.strip() or "\n" in purpose:
         raise VectorError(f"{lineno}: vector {vid!r} needs a one-line \"purpose\"")
     profile = obj.get("profile", "default")
-    from jpki_sim.vectors.profiles import PROFILES
-
-    if profile not in PROFILES:
-        raise VectorError(f"{lineno}: unknown profile {profile!r} (known: {', '.join(PROFILES)})")
+    known = card.presets.names()
+    if profile not in known:
+        raise VectorError(f"{lineno}: unknown profile {profile!r} of the {card.name} card "
+                          f"(known: {', '.join(known)})")
     on: date | None = None
     if obj.get("date") is not None:
         try:
@@ -176,17 +209,17 @@ def _vector(obj: dict[str, Any], lineno: int, feature: str, path: Path) -> Vecto
             raise VectorError(f"{lineno}: date must be YYYY-MM-DD") from None
     tries = obj.get("tries", {})
     if not isinstance(tries, dict) or any(
-        k not in PIN_NAMES or not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 15
+        k not in card.pins or not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= 15
         for k, n in tries.items()
     ):
-        raise VectorError(f"{lineno}: tries must map auth/sign/helper to 0..15")
+        raise VectorError(f"{lineno}: tries must map {'/'.join(card.pins)} to 0..15")
     flags = {}
     for key in ("destructive", "emulated"):
         flags[key] = obj.get(key, False)
         if not isinstance(flags[key], bool):
             raise VectorError(f"{lineno}: {key} must be true or false")
     return Vector(vid, purpose.strip(), profile, on, dict(tries), flags["destructive"],
-                  flags["emulated"], [], feature, path, lineno)
+                  flags["emulated"], [], feature, path, lineno, card.name)
 
 
 def _hex(value: Any, what: str, lineno: int) -> bytes:
@@ -198,22 +231,22 @@ def _hex(value: Any, what: str, lineno: int) -> bytes:
         raise VectorError(f"{lineno}: {what} is not hex: {value[:40]!r}") from None
 
 
-def _checks(value: Any, lineno: int) -> tuple[str, ...]:
+def _checks(value: Any, lineno: int, card: CardProfile) -> tuple[str, ...]:
     specs = [value] if isinstance(value, str) else value
     if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
         raise VectorError(f"{lineno}: check must be a string or a list of strings")
     for spec in specs:
         try:
-            checks.validate(spec)
+            checks.validate(spec, card.name)
         except ValueError as exc:
             raise VectorError(f"{lineno}: {exc}") from None
     return tuple(specs)
 
 
-def _step(obj: dict[str, Any], lineno: int) -> Step:
+def _step(obj: dict[str, Any], lineno: int, card: CardProfile) -> Step:
     kind = obj.get("event")
     if kind == "xfer":
-        return _xfer(obj, lineno)
+        return _xfer(obj, lineno, card)
     if kind in ("power-off", "power-on", "reset"):
         if kind == "reset" and obj.get("kind") == "cold":
             kind = "power-on"  # a trace's cold reset is a power-on
@@ -226,8 +259,8 @@ def _step(obj: dict[str, Any], lineno: int) -> Step:
         if action not in ADMIN_ACTIONS:
             raise VectorError(f"{lineno}: admin action must be one of {', '.join(ADMIN_ACTIONS)}")
         pin = obj.get("pin")
-        if pin not in PIN_NAMES:
-            raise VectorError(f"{lineno}: admin pin must be one of {', '.join(PIN_NAMES)}")
+        if pin not in card.pins:
+            raise VectorError(f"{lineno}: admin pin must be one of {', '.join(card.pins)}")
         value = obj.get("value")
         if value is not None and not isinstance(value, str):
             raise VectorError(f"{lineno}: admin value must be a string")
@@ -241,14 +274,14 @@ def _step(obj: dict[str, Any], lineno: int) -> Step:
             raise VectorError(f"{lineno}: assert needs a \"buffer\" name")
         if "check" not in obj:
             raise VectorError(f"{lineno}: assert needs a \"check\"")
-        return Assert(buffer, _checks(obj["check"], lineno), lineno)
+        return Assert(buffer, _checks(obj["check"], lineno, card), lineno)
     if kind == "comment":
         return Comment(str(obj.get("text", "")), lineno)
     raise VectorError(f"{lineno}: unknown event {kind!r} (xfer, power-off, power-on, reset, "
                       "admin, assert, comment)")
 
 
-def _xfer(obj: dict[str, Any], lineno: int) -> Xfer:
+def _xfer(obj: dict[str, Any], lineno: int, card: CardProfile) -> Xfer:
     unknown = set(obj) - XFER_KEYS
     if unknown:
         raise VectorError(f"{lineno}: unknown xfer field(s) {', '.join(sorted(unknown))}")
@@ -291,7 +324,7 @@ def _xfer(obj: dict[str, Any], lineno: int) -> Xfer:
             re.compile(match)
         except re.error as exc:
             raise VectorError(f"{lineno}: match is not a regular expression ({exc})") from None
-    specs = _checks(obj["check"], lineno) if "check" in obj else ()
+    specs = _checks(obj["check"], lineno, card) if "check" in obj else ()
     collect = obj.get("collect")
     if collect is not None and not isinstance(collect, str):
         raise VectorError(f"{lineno}: collect must be a buffer name")

@@ -26,7 +26,8 @@ from pathlib import Path
 FORMAT = "jpki-sim-vectors"
 VERSION = 1
 
-PIN_NAMES = ("auth", "sign", "helper")
+#: the card profile of a vector file that names none
+DEFAULT_CARD_PROFILE = "jpki"
 ADMIN_ACTIONS = ("reset-pin", "set-tries")
 POWER_EVENTS = ("power-off", "power-on", "reset")
 
@@ -140,6 +141,8 @@ class Vector:
     feature: str = ""
     path: Path | None = None
     line: int = 0
+    #: the kind of card (the vector file header's ``card_profile``)
+    card_profile: str = "jpki"
 
     @property
     def where(self) -> str:

@@ -215,6 +215,7 @@ def _with_data(step: dict[str, Any], data: bytes) -> dict[str, Any]:
 def _mask_read(step: dict[str, Any], ef: int | None, application: bytes | None, offset: int,
                data: bytes, rec: Recording) -> None:
     from jpki_sim.vectors import checks
+    from jpki_sim.vectors import jpki as jpki_checks
 
     if application == jpki.JPKI_AID and ef in CERT_FIDS:
         specs = [f"len:{len(data)}"]
@@ -222,7 +223,7 @@ def _mask_read(step: dict[str, Any], ef: int | None, application: bytes | None, 
             if len(data) >= 4:
                 step["match"] = "3082[0-9A-F]{4}.*"
             try:
-                checks.split_certificate(data)
+                jpki_checks.split_certificate(data)
                 specs.append("der-certificate")
             except ValueError:
                 pass
@@ -237,7 +238,7 @@ def _mask_read(step: dict[str, Any], ef: int | None, application: bytes | None, 
     elif application == jpki.HELPER_AID and ef in (jpki.EF_HELPER_MY_NUMBER,
                                                     jpki.EF_HELPER_BASIC_INFO):
         name = "my-number" if ef == jpki.EF_HELPER_MY_NUMBER else "basic-info"
-        ctx = checks.CheckContext(data, 0x9000, b"", checks.CardFacts(), None)  # type: ignore[arg-type]
+        ctx = checks.CheckContext(data, 0x9000, b"", jpki_checks.CardFacts(), None)  # type: ignore[arg-type]
         whole = offset == 0 and checks.run(name, ctx) is None
         step["check"] = [name] if whole else ["any"]
         rec.note("holder data")

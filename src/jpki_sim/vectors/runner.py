@@ -16,7 +16,7 @@ from typing import Any
 
 from jpki_sim.errors import JpkiSimError
 from jpki_sim.vectors import checks
-from jpki_sim.vectors.checks import CardFacts, CheckContext
+from jpki_sim.vectors.checks import CheckContext
 from jpki_sim.vectors.model import TEMPLATE, Admin, Assert, Comment, Power, Vector, Xfer
 from jpki_sim.vectors.targets import Target, TargetError, wrong_pin
 
@@ -129,7 +129,7 @@ def _describe_sw(sw: int) -> str:
     return describe(sw)
 
 
-def compare(step: Xfer, command: bytes, response: bytes, facts: CardFacts,
+def compare(step: Xfer, command: bytes, response: bytes, facts: Any,
             on: Any) -> list[str]:
     """Diff lines for a response that misses ``step``'s expectations; [] when it meets them."""
     if len(response) < 2:

@@ -14,13 +14,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from jpki_sim.errors import JpkiSimError
-from jpki_sim.profiles.jpki import ids as jpki
-from jpki_sim.vectors.checks import CardFacts
 from jpki_sim.vectors.model import Admin, Vector
 
 if TYPE_CHECKING:
-    from jpki_sim.profiles.jpki.state import CardStore
-    from jpki_sim.vectors.profiles import CardFactory
+    from jpki_sim.card.store import CardStore
 
 
 def pcsc_limit(vector: Vector) -> str | None:
@@ -65,14 +62,12 @@ class Target:
     def skip_reason(self, vector: Vector, destructive: bool) -> str | None:
         return None
 
-    def start(self, vector: Vector) -> CardFacts:
-        """A card in the vector's starting state: powered, nothing selected."""
+    def start(self, vector: Vector) -> Any:
+        """A card in the vector's starting state: powered, nothing selected; its facts."""
         raise NotImplementedError
 
     def play_date(self, vector: Vector) -> date:
-        from jpki_sim.vectors.profiles import get
-
-        return vector.date or get(vector.profile).reference_date
+        return vector.date or presets_of(vector.card_profile).reference_date(vector.profile)
 
     def pin(self, name: str) -> str | None:
         """The value of PIN ``name`` on the card, for ``{pin:NAME}`` templates."""
@@ -100,65 +95,90 @@ class Target:
         pass
 
 
+def presets_of(card_profile: str, given: Any = None) -> Any:
+    """The presets of a card profile (its ``presets`` hook), or ``given`` for jpki."""
+    from jpki_sim.profiles import registry
+
+    if given is not None and card_profile == registry.DEFAULT:
+        return given
+    return registry.get(card_profile).hook("presets")()
+
+
+def facts_of(card_profile: str, state: Any) -> Any:
+    """What the profile's vector checks need of a card state (None: nothing)."""
+    from jpki_sim.profiles import registry
+
+    profile = registry.get(card_profile)
+    if not profile.has_hook("vector_checks"):
+        return None
+    card_facts = getattr(profile.hook("vector_checks"), "card_facts", None)
+    return card_facts(state) if card_facts is not None else None
+
+
 # ---------------------------------------------------------------- emulated cards
 
 
 class EmulatedTarget(Target):
-    """Fresh cards of the named profiles, from a :class:`CardFactory`."""
+    """Fresh cards of the named presets, from their card profile's presets.
+
+    ``factory`` stands in for the JPKI card's presets (e.g. a factory with a
+    test CA of its own); other profiles' come from their ``presets`` hook.
+    """
 
     emulated = True
 
-    def __init__(self, factory: CardFactory | None = None) -> None:
-        from jpki_sim.vectors import profiles
-
-        self.factory = factory or profiles.factory()
-        self.store: CardStore | None = None
+    def __init__(self, factory: Any = None) -> None:
+        self.factory = factory
+        self.store: CardStore[Any] | None = None
         self.card: Any = None
         self._mutate: Any = None
         self._pins: dict[str, str | None] = {}
+        self._presets: Any = None
 
     def set_mutation(self, wrap: Any) -> None:
         """Wrap every fresh card with ``wrap(card) -> card`` (test doubles of a faulty card)."""
         self._mutate = wrap
 
-    def new_card(self, vector: Vector) -> CardFacts:
-        from jpki_sim.profiles.jpki.build import build_card
-        from jpki_sim.profiles.jpki.state import CardStore
+    def new_card(self, vector: Vector) -> Any:
+        from jpki_sim.card.pins import RetryCounter
+        from jpki_sim.card.store import CardStore
+        from jpki_sim.profiles import registry
 
-        state = self.factory.state(vector.profile)
+        profile = registry.get(vector.card_profile)
+        self._presets = presets_of(vector.card_profile, self.factory)
+        state = self._presets.state(vector.profile)
+        store: CardStore[Any] = CardStore(profile.state, state)
         for pin, tries in vector.tries.items():
-            state.pins[pin].tries_left = tries
-        self.store = CardStore(state)
+            RetryCounter(lambda pin=pin: store.state.pins[pin], store).set_tries(tries)
+        self.store = store
         # {pin:NAME} means the PIN the holder knows when the vector starts,
         # even after a step changed it
         self._pins = {name: pin.value for name, pin in state.pins.items()}
-        card = build_card(self.store)
+        card = profile.build(store)
         if self._mutate is not None:
             card = self._mutate(card)
         card.power_on()
         self.card = card
-        return CardFacts.from_state(state)
+        return facts_of(vector.card_profile, state)
 
     def pin(self, name: str) -> str | None:
-        from jpki_sim.vectors.profiles import PINS
-
         value = self._pins.get(name)
-        # a PIN never set: the profile's value is as good as any
-        return value if value is not None else PINS[name]
+        # a PIN never set: the preset's value is as good as any
+        return value if value is not None else self._presets.pin_value(name)
 
     def admin(self, step: Admin) -> None:
-        from jpki_sim.vectors.profiles import PINS
+        from jpki_sim.card.pins import RetryCounter
 
-        assert self.store is not None
-        pin = self.store.state.pins[step.pin]
+        store = self.store
+        assert store is not None
+        counter = RetryCounter(lambda: store.state.pins[step.pin], store, name=step.pin)
         if step.action == "reset-pin":
             # what `jpki-sim card reset-pin` does: a new value, a full counter
-            pin.value = step.value if step.value is not None else PINS[step.pin]
-            pin.tries_left = pin.max_tries
+            counter.reset(step.value if step.value is not None
+                          else self._presets.pin_value(step.pin))
         elif step.action == "set-tries":
             assert step.tries is not None
-            pin.tries_left = min(step.tries, pin.max_tries)
-        self.store.commit()
+            counter.set_tries(step.tries)
 
 
 class InProcessTarget(EmulatedTarget):
@@ -167,7 +187,7 @@ class InProcessTarget(EmulatedTarget):
     name = "in-process card"
     kind = "in-process"
 
-    def start(self, vector: Vector) -> CardFacts:
+    def start(self, vector: Vector) -> Any:
         return self.new_card(vector)
 
     def transmit(self, apdu: bytes) -> bytes:
@@ -195,7 +215,7 @@ class ServedTarget(EmulatedTarget):
 
     kind = "pcsc"
 
-    def __init__(self, bridge: Any, reader: str, factory: CardFactory | None = None) -> None:
+    def __init__(self, bridge: Any, reader: str, factory: Any = None) -> None:
         super().__init__(factory)
         self.bridge = bridge
         self.reader = reader
@@ -206,11 +226,11 @@ class ServedTarget(EmulatedTarget):
     def skip_reason(self, vector: Vector, destructive: bool) -> str | None:
         return pcsc_limit(vector)
 
-    def start(self, vector: Vector) -> CardFacts:
+    def start(self, vector: Vector) -> Any:
         from jpki_sim.transport.pcsc import PcscTransport
 
         facts = self.new_card(vector)
-        self.bridge.card = self.card  # between two commands: vpcd never sees the swap
+        self.bridge.replace_card(self.card)  # between two commands: vpcd never sees the swap
         if self.transport is None:
             self.transport = PcscTransport(self.reader, protocol="T1")
         self._off = False
@@ -243,30 +263,6 @@ class ServedTarget(EmulatedTarget):
 # ---------------------------------------------------------------- any card in a reader
 
 
-@dataclass(frozen=True)
-class Fingerprint:
-    """What tells card profiles apart from the outside, without changing the card."""
-
-    presence: bytes  # EF 0008
-    tries: tuple[int, int, int]  # auth, sign, helper tries left (empty VERIFY)
-    auth_expired: bool | None  # the auth certificate expired (None: no auth certificate)
-
-    def describe(self) -> str:
-        exp = {None: "no auth cert", True: "auth cert expired", False: "auth cert valid"}
-        return (f"EF0008 {self.presence.hex().upper()}, tries auth/sign/helper "
-                f"{'/'.join(map(str, self.tries))}, {exp[self.auth_expired]}")
-
-
-def profile_fingerprint(state: Any, on: date) -> Fingerprint:
-    from jpki_sim.issuer import lifecycle
-    from jpki_sim.profiles.jpki.build import cert_presence
-
-    tries = tuple(p.tries_left if p.value is not None else 0
-                  for p in (state.pins["auth"], state.pins["sign"], state.pins["helper"]))
-    expired = None if state.auth is None else lifecycle.is_expired(state.auth.expires, on)
-    return Fingerprint(cert_presence(state), tries, expired)  # type: ignore[arg-type]
-
-
 class ReaderTarget(Target):
     """Whatever card sits in a PC/SC reader; every vector starts with a warm reset.
 
@@ -278,77 +274,29 @@ class ReaderTarget(Target):
     kind = "reader"
 
     def __init__(self, reader: str, pins: dict[str, str] | None = None,
-                 today: date | None = None) -> None:
+                 today: date | None = None, card_profile: str = "jpki") -> None:
+        from jpki_sim.issuer import lifecycle
+        from jpki_sim.profiles import registry
         from jpki_sim.transport.pcsc import PcscTransport
 
         self.transport = PcscTransport(reader)
         self.name = self.transport.name
         self.pins = dict(pins or {})
-        from jpki_sim.issuer import lifecycle
-
+        self.card_profile = card_profile
         self.today = today or lifecycle.SystemClock().today()
-        self.facts = CardFacts()
-        self.fingerprint = self._probe()
-        self._profile_prints: dict[tuple[str, date], Fingerprint] = {}
-
-    # what the card is, read without changing it
-    def _apdu(self, hex_text: str) -> tuple[bytes, int]:
-        r = self.transport.transmit(bytes.fromhex(hex_text))
-        return r[:-2], r[-2] << 8 | r[-1]
-
-    def _read_cert(self, fid: str) -> bytes | None:
-        from jpki_sim.profiles.jpki.client import JpkiClient
-
-        client = JpkiClient(self.transport)
-        try:
-            client.select_jpki()
-            client.select_ef(int(fid, 16))
-            from jpki_sim.profiles.jpki.client import der_length
-
-            header = client.read_binary(0, 4)
-            return client.read_ef(der_length(header))
-        except Exception:
-            return None
-
-    def _probe(self) -> Fingerprint:
-        from jpki_sim.issuer import lifecycle
-        from jpki_sim.vectors.checks import split_certificate
-
-        self.transport.reset()
-        jp = jpki.JPKI_AID.hex().upper()
-        hp = jpki.HELPER_AID.hex().upper()
-        self._apdu(f"00A4040C0A{jp}")
-        self._apdu("00A4020C020008")
-        presence, sw = self._apdu("00B0000003")
-        if sw != 0x9000:
-            presence = b""
-        tries = []
-        for aid, fid in ((jp, "0018"), (jp, "001B"), (hp, "0011")):
-            self._apdu(f"00A4040C0A{aid}")
-            self._apdu(f"00A4020C02{fid}")
-            _d, sw = self._apdu("00200080")
-            tries.append(sw & 0x0F if sw & 0xFFF0 == 0x63C0 else -1)
-        self.transport.reset()
-        for name, fid in (("auth", "000A"), ("auth-ca", "000B"), ("sign-ca", "0002")):
-            self.facts.certificates[name] = self._read_cert(fid)
-        sign_pin = self.pins.get("sign")
-        if sign_pin and presence[:1] == b"\x8f":
-            from jpki_sim.profiles.jpki.client import JpkiClient
-
-            client = JpkiClient(self.transport)  # one client: no re-SELECT between the two
-            try:
-                client.verify_pin("sign", sign_pin)
-                self.facts.certificates["sign"] = client.read_certificate("sign")
-            except Exception as exc:
-                raise TargetError(f"cannot read the signature certificate: {exc}") from None
-        self.transport.reset()
-        auth = self.facts.certificates.get("auth")
-        expired: bool | None = None
-        if auth:
-            cert, _der = split_certificate(auth)
-            expiry = cert.not_valid_after_utc.astimezone(lifecycle.JST).date()
-            expired = lifecycle.is_expired(expiry, self.today)
-        return Fingerprint(presence, tuple(tries), expired)  # type: ignore[arg-type]
+        profile = registry.get(card_profile)
+        #: the profile's vector module, when it can tell its presets apart from outside
+        self._prober: Any = None
+        if profile.has_hook("vector_checks"):
+            module = profile.hook("vector_checks")
+            if hasattr(module, "probe_reader"):
+                self._prober = module
+        self.facts: Any = None
+        self.fingerprint: Any = None
+        if self._prober is not None:
+            self.facts, self.fingerprint = self._prober.probe_reader(
+                self.transport, self.pins, self.today)
+        self._profile_prints: dict[tuple[str, date], Any] = {}
 
     def play_date(self, vector: Vector) -> date:
         return self.today
@@ -363,22 +311,25 @@ class ReaderTarget(Target):
             return "needs an emulated card (preset PIN counters, admin steps or its own data)"
         if vector.destructive and not destructive:
             return "changes the card irreversibly (run with --destructive)"
+        if vector.card_profile != self.card_profile:
+            return f"a {vector.card_profile} card's vector; this reader holds a {self.card_profile}"
         missing = sorted({name for _kind, name in vector.pins_used if name not in self.pins})
         if missing:
             return "needs the card's PIN: " + ", ".join(f"--pin {m}=..." for m in missing)
+        if self._prober is None:
+            return None
         key = (vector.profile, self.play_date(vector))
         want = self._profile_prints.get(key)
         if want is None:
-            from jpki_sim.vectors import profiles
-
-            want = profile_fingerprint(profiles.state(vector.profile), key[1])
+            state = presets_of(vector.card_profile).state(vector.profile)
+            want = self._prober.preset_fingerprint(state, key[1])
             self._profile_prints[key] = want
         if want != self.fingerprint:
             return (f"profile {vector.profile} does not fit this card "
                     f"(want {want.describe()}; card: {self.fingerprint.describe()})")
         return None
 
-    def start(self, vector: Vector) -> CardFacts:
+    def start(self, vector: Vector) -> Any:
         self.transport.reset()
         return self.facts
 

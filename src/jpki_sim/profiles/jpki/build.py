@@ -11,27 +11,32 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from jpki_sim.card.engine import (
+from jpki_sim.card.engine import Card, by_current_ef
+from jpki_sim.card.files import (
     ALWAYS,
-    Card,
-    CardError,
+    Access,
     DedicatedFile,
     ElementaryFile,
     KeyEF,
     PinEF,
-    PinObject,
     TransparentEF,
     pin_verified,
 )
+from jpki_sim.card.pins import RetryCounter
 from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.iso7816.errors import CardError
+from jpki_sim.iso7816.ins import CLA_PROPRIETARY, instruction_key
 from jpki_sim.iso7816.sw import SW
 from jpki_sim.profiles.jpki import ids as jpki
-from jpki_sim.profiles.jpki.state import CardState, CardStore
+from jpki_sim.card.store import CardStore
+from jpki_sim.profiles.jpki.state import CardState
 
 #: capacity of the certificate EFs; the DER is followed by FF filler up to it.
 #: Real capacities are not public; a real auth certificate is 1583 bytes.
 CERT_EF_CAPACITY = 2048
 TOKEN_INFO_SIZE = 160
+#: GET DATA tag of the contact ATR, answered at MF level
+DO_ATR = 0x5F51
 #: EF 0008 byte for "this certificate is present"
 CERT_PRESENT = 0x8F
 
@@ -109,33 +114,18 @@ def cert_presence(state: CardState) -> bytes:
     )
 
 
-def _cert_ef(fid: int, der: bytes | None, read: Any) -> TransparentEF:
+def _cert_ef(fid: int, der: bytes | None, read: Access) -> TransparentEF:
     if der is None:
         # The EF exists on every card; without a certificate it holds nothing.
         return TransparentEF(fid, b"", read=read)
     return TransparentEF(fid, der, read=read, capacity=CERT_EF_CAPACITY)
 
 
-def _pin_format(policy: jpki.PinPolicy) -> Any:
-    def check(raw: bytes) -> bool:
-        try:
-            policy.check(raw.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            return False
-        return True
-
-    return check
-
-
 def compute_digital_signature(card: Card, apdu: CommandApdu) -> bytes:
     """``80 2A P1 P2 Lc data [Le]``: sign with the key EF current (P2=80) or named (80|SFI)."""
     from jpki_sim.profiles.jpki.signing import sign_scheme
 
-    ef = card.referenced_ef(apdu.p2)
-    if not isinstance(ef, KeyEF):
-        raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
-    df = card.current_df
-    assert df is not None
+    df, ef = card.referenced_key(apdu.p2)
     card.require(ef.use, df)
     limits = SIGN_INPUT_LIMITS.get(apdu.p1)
     if limits is None:
@@ -151,15 +141,19 @@ def compute_digital_signature(card: Card, apdu: CommandApdu) -> bytes:
     return sign_scheme(key, apdu.p1, apdu.data)
 
 
-def build_card(store: CardStore) -> Card:
-    """The JPKI card for ``store``'s state. PIN counter changes are committed to ``store``."""
+def build_card(store: CardStore[CardState], *, atr: bytes | None = None) -> Card:
+    """The JPKI card for ``store``'s state. PIN counter changes are written through ``store``."""
     from jpki_sim.iso7816 import tlv
 
     st = store.state
-    commit = store.commit
 
-    def pin(name: str) -> PinObject:
-        return PinObject(st.pins[name], commit, check_format=_pin_format(jpki.PIN_POLICIES[name]))
+    def pin(name: str) -> RetryCounter:
+        return RetryCounter(
+            lambda: store.state.pins[name],
+            store,
+            check_format=jpki.PIN_POLICIES[name].accepts,
+            name=name,
+        )
 
     auth_pin = pin_verified(jpki.EF_AUTH_PIN)
     sign_pin = pin_verified(jpki.EF_SIGN_PIN)
@@ -190,13 +184,17 @@ def build_card(store: CardStore) -> Card:
         ),
         PinEF(jpki.EF_HELPER_PIN, pin("helper")),
     ]
+    card_atr = atr or jpki.ATR
     return Card(
-        jpki.ATR,
+        card_atr,
         [
             DedicatedFile(jpki.JPKI_AID, "jpki", jpki_files),
             DedicatedFile(jpki.HELPER_AID, "helper", helper_files),
         ],
-        proprietary={jpki.INS_COMPUTE_SIGNATURE: compute_digital_signature},
-        data_objects={0x5F51: jpki.ATR},
+        instructions={
+            instruction_key(CLA_PROPRIETARY, jpki.INS_COMPUTE_SIGNATURE): compute_digital_signature
+        },
+        references=by_current_ef,
+        data_objects={DO_ATR: card_atr},
         sm_refused_sw=SW.SM_REFUSED,
     )

@@ -1,14 +1,13 @@
 """The JPKI card profile: identifiers and rules of the real My Number card.
 
 This module is data: AIDs, FIDs, PIN policies, the ATR. The card is assembled
-from a card state by :func:`jpki_sim.profile.build_card`; clients
-(:mod:`jpki_sim.client`) use the same names.
+from a card state by :func:`jpki_sim.profiles.jpki.build.build_card`; clients
+(:mod:`jpki_sim.profiles.jpki.client`) use the same names.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from jpki_sim.profiles.base import PinPolicy
 
 ATR = bytes.fromhex("3BE000FF8131FE4514")
 
@@ -64,30 +63,14 @@ SIGN_PSS_SHA256 = 0x04  # PSS over a given SHA-256
 SIGN_SHA256_PSS = 0x05  # card hashes with SHA-256, then PSS
 
 
-@dataclass(frozen=True)
-class PinPolicy:
-    name: str
-    label: str
-    min_len: int
-    max_len: int
-    max_tries: int
-    pattern: str
-
-    def check(self, pin: str) -> None:
-        """Raise ValueError with a user-facing message when ``pin`` has the wrong form."""
-        if not re.fullmatch(self.pattern, pin) or not self.min_len <= len(pin) <= self.max_len:
-            raise ValueError(f"{self.label} must be {self.describe()}")
-
-    def describe(self) -> str:
-        if self.name == "sign":
-            return "6 to 16 characters, uppercase letters A-Z and digits 0-9"
-        return f"exactly {self.min_len} digits"
-
-
+FOUR_DIGITS = "exactly 4 digits"
 PIN_POLICIES = {
-    "auth": PinPolicy("auth", "user-authentication PIN", 4, 4, 3, r"[0-9]{4}"),
-    "sign": PinPolicy("sign", "signature password", 6, 16, 5, r"[A-Z0-9]{6,16}"),
-    "helper": PinPolicy("helper", "card-info helper PIN", 4, 4, 3, r"[0-9]{4}"),
+    "auth": PinPolicy("user-authentication PIN", 4, 4, 3, r"[0-9]{4}", FOUR_DIGITS),
+    "sign": PinPolicy(
+        "signature password", 6, 16, 5, r"[A-Z0-9]{6,16}",
+        "6 to 16 characters, uppercase letters A-Z and digits 0-9",
+    ),
+    "helper": PinPolicy("card-info helper PIN", 4, 4, 3, r"[0-9]{4}", FOUR_DIGITS),
 }
 
 #: PINs of the default test card (documented in the README)

@@ -1,32 +1,26 @@
-"""The card's whole state as plain data, saved as one JSON file.
+"""The JPKI card's state schema: everything the chip and its issuer keep, as plain data.
 
-Everything the card and its issuer need lives here: the holder's identity,
-the card's dates, both key pairs with their certificates, the CA certificates,
-the PIN values and retry counters. The engine keeps only volatile state
-(current DF/EF, verified PINs) of its own.
-
-Files are written atomically (temp file in the same folder, fsync, rename,
-fsync of the folder) and created readable by their owner only, since they hold
-private keys. Loading validates everything first, so a corrupt or foreign file
-is refused with one clear message and never gives a half-loaded card.
+The holder's identity, the card's dates, both key pairs with their
+certificates, the CA certificates, the PIN values and retry counters. The
+engine keeps only volatile state (current DF/EF, verified PINs) of its own.
+The file around it (envelope, atomic writes, owner-only mode) is
+:mod:`jpki_sim.card.store`'s; :data:`CODEC` is this profile's part. Loading
+validates everything first, so a corrupt or foreign file is refused with one
+clear message and never gives a half-loaded card.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
+from jpki_sim.card import store as card_store
+from jpki_sim.card.pins import MAX_TRIES_LIMIT, PinState
+from jpki_sim.card.store import CardStore
 from jpki_sim.errors import CardFileError
-
-FORMAT = "jpki-sim-card"
-VERSION = 1
 
 #: ISO 5218 sex codes, as the helper application stores them
 SEX_CODES = {"1": "male", "2": "female", "9": "not applicable", "0": "not known"}
@@ -69,31 +63,15 @@ class Identity:
         )
 
 
-@dataclass
-class PinState:
-    """A PIN's reference value and retry counter. ``value`` None: never set."""
-
-    value: str | None
-    tries_left: int
-    max_tries: int
-
-    @property
-    def blocked(self) -> bool:
-        return self.value is not None and self.tries_left <= 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "tries_left": self.tries_left, "max_tries": self.max_tries}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> PinState:
-        value = d.get("value")
-        if value is not None and not isinstance(value, str):
-            raise CardFileError("PIN value must be a string or null")
-        max_tries = _int(d, "max_tries")
-        tries = _int(d, "tries_left")
-        if not 1 <= max_tries <= 15 or not 0 <= tries <= max_tries:
-            raise CardFileError(f"PIN counter {tries}/{max_tries} out of range")
-        return cls(value, tries, max_tries)
+def pin_state_from_json(d: dict[str, Any]) -> PinState:
+    value = d.get("value")
+    if value is not None and not isinstance(value, str):
+        raise CardFileError("PIN value must be a string or null")
+    max_tries = _int(d, "max_tries")
+    tries = _int(d, "tries_left")
+    if not 1 <= max_tries <= MAX_TRIES_LIMIT or not 0 <= tries <= max_tries:
+        raise CardFileError(f"PIN counter {tries}/{max_tries} out of range")
+    return PinState(value, tries, max_tries)
 
 
 @dataclass
@@ -152,8 +130,6 @@ class CardState:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": FORMAT,
-            "version": VERSION,
             "identity": self.identity.to_json(),
             "card": {
                 "issued": self.issued.isoformat(),
@@ -176,12 +152,8 @@ class CardState:
 
     @classmethod
     def from_json(cls, d: Any) -> CardState:
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise CardFileError('not a jpki-sim card file (no "format": "jpki-sim-card")')
-        if d.get("version") != VERSION:
-            raise CardFileError(
-                f"card file version {d.get('version')!r} is not supported (want {VERSION})"
-            )
+        if not isinstance(d, dict):
+            raise CardFileError("a card document is a JSON object")
         card = _obj(d, "card")
         certs = _obj(d, "certificates")
         cas = _obj(d, "ca_certificates")
@@ -203,110 +175,49 @@ class CardState:
             sign=KeySlot.from_json(certs["sign"]) if certs.get("sign") else None,
             auth_ca_der=_b64(cas, "auth"),
             sign_ca_der=_b64(cas, "sign"),
-            pins={p: PinState.from_json(_obj(pins, p)) for p in PIN_NAMES},
+            pins={p: pin_state_from_json(_obj(pins, p)) for p in PIN_NAMES},
             ca_dir=ca_dir if isinstance(ca_dir, str) else None,
             history=history,
         )
 
 
-# ---------------------------------------------------------------- file I/O
+# ---------------------------------------------------------------- the card file
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old or the new file, whole."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+class JpkiCodec:
+    """The JPKI card's fields of the card document (:class:`~jpki_sim.card.store.StateCodec`)."""
+
+    profile = "jpki"
+
+    def decode(self, doc: dict[str, Any]) -> CardState:
+        return CardState.from_json(doc)
+
+    def encode(self, state: CardState) -> dict[str, Any]:
+        return state.to_json()
+
+
+CODEC = JpkiCodec()
+
+
+def new_store(state: CardState, path: str | os.PathLike[str] | None = None) -> CardStore[CardState]:
+    """A store for a JPKI card state (in memory when ``path`` is None)."""
+    return CardStore(CODEC, state, path)
+
+
+def open_store(path: str | os.PathLike[str]) -> CardStore[CardState]:
+    return CardStore.open(CODEC, path)
 
 
 def dumps(state: CardState) -> bytes:
-    return (json.dumps(state.to_json(), ensure_ascii=False, indent=1) + "\n").encode()
+    return card_store.dumps(CODEC, state)
 
 
 def save(state: CardState, path: str | os.PathLike[str]) -> None:
-    write_atomic(path, dumps(state))
+    card_store.save(CODEC, state, path)
 
 
 def load(path: str | os.PathLike[str]) -> CardState:
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise CardFileError(f"{p}: no such card file") from None
-    except IsADirectoryError:
-        raise CardFileError(f"{p}: is a directory, not a card file") from None
-    except PermissionError:
-        raise CardFileError(f"{p}: permission denied") from None
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CardFileError(f"{p}: not valid JSON ({exc})") from None
-    try:
-        return CardState.from_json(doc)
-    except CardFileError as exc:
-        raise CardFileError(f"{p}: {exc}") from None
-
-
-class CardStore:
-    """A card state bound to its file. ``commit()`` writes it atomically.
-
-    ``path=None`` keeps the card in memory only (tests, benchmarks).
-    """
-
-    def __init__(self, state: CardState, path: str | os.PathLike[str] | None = None) -> None:
-        self.state = state
-        self.path = Path(path) if path is not None else None
-        self._mtime_ns = self._stat()
-        self.writes = 0
-        #: called after each commit (e.g. to log); must not raise
-        self.on_commit: Callable[[], None] | None = None
-
-    @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> CardStore:
-        return cls(load(path), path)
-
-    def _stat(self) -> int | None:
-        if self.path is None:
-            return None
-        try:
-            return self.path.stat().st_mtime_ns
-        except FileNotFoundError:
-            return None
-
-    def commit(self) -> None:
-        self.writes += 1
-        if self.path is not None:
-            save(self.state, self.path)
-            self._mtime_ns = self._stat()
-        if self.on_commit is not None:
-            self.on_commit()
-
-    def changed_on_disk(self) -> bool:
-        """True when another process rewrote the file since we last read or wrote it."""
-        return self.path is not None and self._stat() != self._mtime_ns
-
-    def reload(self) -> None:
-        if self.path is not None:
-            self.state = load(self.path)
-            self._mtime_ns = self._stat()
+    return card_store.load(CODEC, path)
 
 
 # ---------------------------------------------------------------- field readers

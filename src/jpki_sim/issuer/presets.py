@@ -1,13 +1,14 @@
-"""Named card profiles: the cards the conformance vectors (and the pytest plugin) play against.
+"""The JPKI card's presets: the named cards vectors (and the pytest plugin) play against.
 
-A profile is a recipe for a :class:`~jpki_sim.state.CardState` issued by the
-test CA with :func:`jpki_sim.issuer.issue_card` at fixed dates, so a vector
-that names ``expired`` sees the same expired card on every machine and every
-day. RSA key generation is the slow part: one process makes one test CA and a
-small pool of card keys, and each profile's state is built once and then
+A preset is a recipe for a :class:`~jpki_sim.presets.jpki.state.CardState`
+issued by the test CA with :func:`jpki_sim.issuer.counter.issue_card` at fixed
+dates, so a vector that names ``expired`` sees the same expired card on every
+machine and every day. The JPKI profile's ``presets`` hook is :func:`factory`;
+the factory is what :class:`jpki_sim.presets.base.Presets` asks for. RSA key generation is the slow part: one process makes one test CA and a
+small pool of card keys, and each preset's state is built once and then
 copied for every fresh card.
 
-Profiles:
+Presets:
 
 =================  ============================================================
 ``default``        both certificates, default PINs, full counters
@@ -35,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from jpki_sim.card.engine import Card
     from jpki_sim.issuer.ca import TestCA
-    from jpki_sim.profiles.jpki.state import CardState, CardStore
+    from jpki_sim.profiles.jpki.state import CardState, new_store, open_store
+    from jpki_sim.card.store import CardStore
 
-#: PIN values of every profile (the card's documented defaults)
+#: PIN values of every preset (the card's documented defaults)
 PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}
 
 #: how many card keys one process generates; cards take them in turn, so a
@@ -46,13 +48,13 @@ KEY_POOL_SIZE = 2
 
 
 @dataclass(frozen=True)
-class Profile:
+class Preset:
     """How to issue one named card, and the date its vectors are played at."""
 
     name: str
     description: str
     issued: date
-    #: the date vectors of this profile play at unless they name one
+    #: the date vectors of this preset play at unless they name one
     reference_date: date
     birthdate: date = date(1993, 3, 31)
     with_auth: bool = True
@@ -62,23 +64,23 @@ class Profile:
     name_on_card: str | None = None
 
 
-PROFILES: dict[str, Profile] = {
+PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Profile(
+        Preset(
             "default",
             "both certificates, default PINs, full counters",
             issued=date(2025, 4, 1),
             reference_date=date(2026, 4, 1),
         ),
-        Profile(
+        Preset(
             "auth-only",
             "the holder declined the signature certificate",
             issued=date(2025, 4, 1),
             reference_date=date(2026, 4, 1),
             with_sign=False,
         ),
-        Profile(
+        Preset(
             "no-certs",
             "the holder declined both certificates",
             issued=date(2025, 4, 1),
@@ -86,7 +88,7 @@ PROFILES: dict[str, Profile] = {
             with_auth=False,
             with_sign=False,
         ),
-        Profile(
+        Preset(
             "minor",
             "a holder aged 10 at issue: no signature certificate, card valid 5 years",
             issued=date(2025, 4, 1),
@@ -95,19 +97,19 @@ PROFILES: dict[str, Profile] = {
             with_sign=None,  # the issuer's rule: no signature certificate under 15
             name_on_card="番号 太郎",
         ),
-        Profile(
+        Preset(
             "expired",
             "issued 2015-04-01: the card (2025-03-31) and its certificates (2020-03-31) expired",
             issued=date(2015, 4, 1),
             reference_date=date(2026, 4, 1),
         ),
-        Profile(
+        Preset(
             "cert-expired",
             "issued 2020-04-01: certificates expired 2025-03-31, card valid to 2030-03-31",
             issued=date(2020, 4, 1),
             reference_date=date(2026, 4, 1),
         ),
-        Profile(
+        Preset(
             "pin-blocked",
             "both certificates, all three PINs blocked (0 tries left)",
             issued=date(2025, 4, 1),
@@ -119,23 +121,23 @@ PROFILES: dict[str, Profile] = {
 
 
 def names() -> list[str]:
-    return list(PROFILES)
+    return list(PRESETS)
 
 
-def get(name: str) -> Profile:
+def get(name: str) -> Preset:
     try:
-        return PROFILES[name]
+        return PRESETS[name]
     except KeyError:
         from jpki_sim.errors import UserError
 
-        raise UserError(f"no card profile {name!r}; profiles: {', '.join(PROFILES)}") from None
+        raise UserError(f"no jpki card preset {name!r}; presets: {', '.join(PRESETS)}") from None
 
 
 # ---------------------------------------------------------------- the factory
 
 
 class CardFactory:
-    """Issues profile cards from one test CA and one key pool, each profile once.
+    """Issues preset cards from one test CA and one key pool, each preset once.
 
     Thread-safe. ``ca_dir`` None makes a temporary CA removed at exit.
     """
@@ -161,6 +163,20 @@ class CardFactory:
                 self._ca = TestCA.open(self._ca_dir)
             return self._ca
 
+    # ------------------------------------------------ the Presets protocol
+
+    def names(self) -> list[str]:
+        return names()
+
+    def describe(self, name: str) -> str:
+        return get(name).description
+
+    def reference_date(self, name: str) -> date:
+        return get(name).reference_date
+
+    def pin_value(self, pin: str) -> str:
+        return PINS[pin]
+
     def _key_source(self) -> Callable[[], Any]:
         if self._keys is None:
             from jpki_sim.issuer.counter import KeyPool
@@ -168,53 +184,54 @@ class CardFactory:
             self._keys = KeyPool.generate(self._key_pool_size)
         return self._keys
 
-    def state(self, name: str | Profile) -> CardState:
-        """A private copy of a profile's card state (change it freely).
+    def state(self, name: str | Preset) -> CardState:
+        """A private copy of a preset's card state (change it freely).
 
-        ``name`` is a profile name or a :class:`Profile` (e.g. a named one
+        ``name`` is a preset name or a :class:`Preset` (e.g. a named one
         with :func:`dataclasses.replace` applied); each is issued once.
         """
-        profile = get(name) if isinstance(name, str) else name
-        key = repr(profile)
+        preset = get(name) if isinstance(name, str) else name
+        key = repr(preset)
         with self._lock:
             cached = self._states.get(key)
             if cached is None:
-                cached = self._issue(profile)
+                cached = self._issue(preset)
                 self._states[key] = cached
             return copy.deepcopy(cached)
 
-    def _issue(self, profile: Profile) -> CardState:
+    def _issue(self, preset: Preset) -> CardState:
         from jpki_sim.issuer.counter import default_identity, issue_card
 
         identity = default_identity()
-        identity.birthdate = profile.birthdate
-        if profile.name_on_card:
-            identity.name = profile.name_on_card
+        identity.birthdate = preset.birthdate
+        if preset.name_on_card:
+            identity.name = preset.name_on_card
         state = issue_card(
             identity,
-            profile.issued,
+            preset.issued,
             pins=PINS,
-            with_auth=profile.with_auth,
-            with_sign=profile.with_sign,
+            with_auth=preset.with_auth,
+            with_sign=preset.with_sign,
             ca=self.ca,
             keys=self._key_source(),
         )
-        for pin, tries in profile.tries.items():
+        for pin, tries in preset.tries.items():
             state.pins[pin].tries_left = tries
         return state
 
-    def store(self, name: str | Profile, path: str | None = None) -> CardStore:
-        """A :class:`CardStore` with a fresh copy of the profile (in memory, or at ``path``)."""
-        from jpki_sim.profiles.jpki.state import CardStore, save
+    def store(self, name: str | Preset, path: str | None = None) -> CardStore:
+        """A :class:`CardStore` with a fresh copy of the preset (in memory, or at ``path``)."""
+        from jpki_sim.profiles.jpki.state import save, new_store, open_store
+        from jpki_sim.card.store import CardStore
 
         state = self.state(name)
         if path is not None:
             save(state, path)
-            return CardStore.open(path)
-        return CardStore(state)
+            return open_store(path)
+        return new_store(state)
 
-    def card(self, name: str | Profile) -> tuple[Card, CardStore]:
-        """A fresh, powered-on JPKI card of profile ``name`` and its (in-memory) store."""
+    def card(self, name: str | Preset) -> tuple[Card, CardStore]:
+        """A fresh, powered-on JPKI card of preset ``name`` and its (in-memory) store."""
         from jpki_sim.profiles.jpki.build import build_card
 
         store = self.store(name)
@@ -237,10 +254,10 @@ def factory() -> CardFactory:
 
 
 def state(name: str) -> CardState:
-    """A fresh copy of profile ``name``'s card state, from the process-wide factory."""
+    """A fresh copy of preset ``name``'s card state, from the process-wide factory."""
     return factory().state(name)
 
 
 def card(name: str) -> tuple[Card, CardStore]:
-    """A fresh in-process card of profile ``name`` and its in-memory store."""
+    """A fresh in-process card of preset ``name`` and its in-memory store."""
     return factory().card(name)
