@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-from jpki_sim.profiles.jpki.state import CardState, save, new_store, open_store
 from jpki_sim.card.store import CardStore
+from jpki_sim.profiles.jpki.state import CardState, open_store, save
 from jpki_sim.transport import pcscd
 from jpki_sim.transport.vpcd import DEFAULT_PORT, VpcdBridge
 
@@ -131,7 +131,7 @@ def fresh_store(jpki_state: CardState, tmp_path: Path) -> CardStore:
     return open_store(path)
 
 
-def new_store(state: CardState, path: Path) -> CardStore:
+def stored_copy(state: CardState, path: Path) -> CardStore:
     save(copy.deepcopy(state), path)
     return open_store(path)
 
@@ -186,7 +186,7 @@ def vpcd_slot0(pcscd_session: PcscSession, jpki_state: CardState,
     from jpki_sim.profiles.jpki.build import build_card
 
     reader = pcscd_session.reader_for_port(PORTS[0])
-    store = new_store(jpki_state, tmp_path_factory.mktemp("slot0") / "card.json")
+    store = stored_copy(jpki_state, tmp_path_factory.mktemp("slot0") / "card.json")
     bridge = attach(build_card(store), PORTS[0], reader)
     try:
         yield ServedCard(bridge, reader)

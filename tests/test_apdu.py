@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.iso7816.apdu import CommandApdu, ResponseApdu, encode_sw, parse_hex
+from jpki_sim.iso7816.errors import MalformedApdu
 
 H = "00B00000"  # READ BINARY header, reused below
 

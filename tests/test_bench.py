@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
+from jpki_sim.card.store import CardStore
 from jpki_sim.iso7816 import apdu as apdu_module
 from jpki_sim.iso7816.apdu import CommandApdu
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.build import build_card
-from jpki_sim.card.store import CardStore
 from pcsc_harness import PORTS, PcscSession
 
 ROOT = Path(__file__).resolve().parent.parent

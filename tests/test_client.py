@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import pytest
 
-from jpki_sim.iso7816.errors import ApduError, PinError
 from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.iso7816.errors import ApduError, PinError
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.client import (
     BasicInfo,
@@ -247,9 +247,9 @@ def test_my_number() -> None:
 
 
 def _basic_info_ef() -> bytes:
-    from jpki_sim.iso7816 import tlv
+    from jpki_sim.profiles.jpki import records
 
-    ef = tlv.encode_helper_basic_info("番号\u3000花子", "東京都千代田区１－１", "19930331", "2")
+    ef = records.encode_helper_basic_info("番号\u3000花子", "東京都千代田区１－１", "19930331", "2")
     return ef + b"\xff" * 10
 
 

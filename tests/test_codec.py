@@ -8,9 +8,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.iso7816 import codec
 from jpki_sim.iso7816.apdu import CommandApdu, ResponseApdu
+from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.testing import strategies as jst
 
 # one hand-checked encoding per case: (case, build_command arguments, bytes)

@@ -17,13 +17,13 @@ from cryptography.x509 import ocsp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import counter as issuer
 from jpki_sim.issuer import default, lifecycle
 from jpki_sim.issuer.ca import TestCA, read_holder_facts
 from jpki_sim.issuer.lifecycle import FixedClock
-from jpki_sim.profiles.jpki.state import CardState, Identity, load, save, new_store, open_store
-from jpki_sim.card.store import CardStore
+from jpki_sim.profiles.jpki.state import CardState, Identity, load, new_store, open_store, save
 
 ISSUED = date(2020, 8, 27)
 PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}

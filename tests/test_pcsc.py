@@ -36,7 +36,7 @@ from pcsc_harness import (
     ServeProcess,
     attach,
     detach,
-    new_store,
+    stored_copy,
 )
 
 pytestmark = pytest.mark.pcsc
@@ -202,7 +202,7 @@ def test_two_cards_in_two_readers_are_independent(
     vpcd_reader: ServedCard, pcscd_session: PcscSession, jpki_state: CardState, tmp_path: Path
 ) -> None:
     other_reader = pcscd_session.reader_for_port(PORTS[1])
-    other_store = new_store(jpki_state, tmp_path / "other.json")
+    other_store = stored_copy(jpki_state, tmp_path / "other.json")
     bridge = attach(build_card(other_store), PORTS[1], other_reader)
     try:
         with PcscTransport(vpcd_reader.reader) as a, PcscTransport(other_reader) as b:
@@ -229,7 +229,7 @@ def test_kill_9_loses_no_counter_decrement(
 ) -> None:
     reader = pcscd_session.reader_for_port(PORTS[1])
     card_file = tmp_path / "card.json"
-    new_store(jpki_state, card_file)
+    stored_copy(jpki_state, card_file)
     server = ServeProcess([str(card_file), "--vpcd", f"localhost:{PORTS[1]}"])
     try:
         (line,) = server.wait_ready()
@@ -266,7 +266,7 @@ def test_serve_reloads_a_card_file_rewritten_by_another_process(
 
     reader = pcscd_session.reader_for_port(PORTS[1])
     card_file = tmp_path / "card.json"
-    new_store(jpki_state, card_file)
+    stored_copy(jpki_state, card_file)
     server = ServeProcess([str(card_file), "--vpcd", f"localhost:{PORTS[1]}", "--json"])
     try:
         (line,) = server.wait_ready()

@@ -29,8 +29,8 @@ from pcsc_harness import (
     ServedCard,
     ServeProcess,
     jpki_sim_command,
-    new_store,
     pcsc_required,
+    stored_copy,
 )
 
 SLOT1 = f"localhost:{PORTS[1]}"
@@ -54,7 +54,7 @@ def test_missing_card_file_is_one_line(tmp_path: Path) -> None:
 
 def test_same_card_twice_is_refused(jpki_state: CardState, tmp_path: Path) -> None:
     card = tmp_path / "card.json"
-    new_store(jpki_state, card)
+    stored_copy(jpki_state, card)
     r = cli("serve", str(card), str(tmp_path / "." / "card.json"))
     assert r.returncode == 2 and "one card file can be in one reader only" in r.stderr
     assert "Traceback" not in r.stderr
@@ -74,7 +74,7 @@ def test_more_cards_than_vpcd_readers(jpki_state: CardState, tmp_path: Path) -> 
     cards = []
     for i in range(2):
         cards.append(str(tmp_path / f"c{i}.json"))
-        new_store(jpki_state, Path(cards[-1]))
+        stored_copy(jpki_state, Path(cards[-1]))
     r = cli("serve", "--vpcd", f"localhost:{last}", *cards)
     assert r.returncode == 2
     assert f"no vpcd reader listens on port {last + 1}" in r.stderr
@@ -113,7 +113,7 @@ def test_verbose_log_and_trace_hide_pins(
 ) -> None:
     reader = pcscd_session.reader_for_port(PORTS[1])
     card = tmp_path / "card.json"
-    new_store(jpki_state, card)
+    stored_copy(jpki_state, card)
     trace_file = tmp_path / "session.jsonl"
     server = ServeProcess([str(card), "--vpcd", SLOT1, "-v", "--trace", str(trace_file)])
     try:
@@ -144,7 +144,7 @@ def test_sigint_stops_serve_cleanly(
 ) -> None:
     reader = pcscd_session.reader_for_port(PORTS[1])
     card = tmp_path / "card.json"
-    new_store(jpki_state, card)
+    stored_copy(jpki_state, card)
     server = ServeProcess([str(card), "--vpcd", SLOT1])
     try:
         server.wait_ready()
@@ -211,7 +211,7 @@ def test_serve_starts_pcscd_when_none_runs_and_stops_it(
     """The README's one step on a fresh machine: no pcscd yet, `jpki-sim serve` as root."""
     stop_pcscd(pcscd_session)
     card = tmp_path / "card.json"
-    new_store(jpki_state, card)
+    stored_copy(jpki_state, card)
     server = ServeProcess([str(card), "--vpcd", SLOT1])
     try:
         server.wait_ready()
@@ -245,7 +245,7 @@ def test_serve_refuses_a_reader_that_holds_a_card(
     vpcd_reader: ServedCard, jpki_state: CardState, tmp_path: Path
 ) -> None:
     card = tmp_path / "card.json"
-    new_store(jpki_state, card)
+    stored_copy(jpki_state, card)
     r = cli("serve", str(card), "--vpcd", f"localhost:{PORTS[0]}")
     assert r.returncode == 2
     assert r.stderr.strip() == (

@@ -13,9 +13,9 @@ import pytest
 # so everything the fixtures load is imported here, before any run
 import jpki_sim.issuer.ca  # noqa: F401
 import jpki_sim.issuer.counter  # noqa: F401
+import jpki_sim.issuer.presets  # noqa: F401
 import jpki_sim.profiles.jpki.build  # noqa: F401
 import jpki_sim.profiles.jpki.client  # noqa: F401
-import jpki_sim.issuer.presets  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

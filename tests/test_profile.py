@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jpki_sim.card.engine import Card
-from jpki_sim.iso7816 import tlv
+from jpki_sim.card.store import CardStore
 from jpki_sim.issuer.ca import TestCA
 from jpki_sim.issuer.counter import KeyPool, default_identity, issue_card
 from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki import records
 from jpki_sim.profiles.jpki.build import build_card
 from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX
-from jpki_sim.profiles.jpki.state import CardState, load, save, new_store
-from jpki_sim.card.store import CardStore
+from jpki_sim.profiles.jpki.state import CardState, load, new_store, save
 from jpki_sim.testing import strategies as jst
 
 JPKI = "00A4040C0A" + jpki.JPKI_AID.hex()
@@ -328,7 +328,7 @@ def test_helper_my_number_and_basic_info(card: Card, store: CardStore) -> None:
     select_ef(card, jpki.EF_HELPER_BASIC_INFO)
     raw, sw = tx(card, "00B0000000")
     assert sw == "9000"
-    info = tlv.decode_helper_basic_info(raw)
+    info = records.decode_helper_basic_info(raw)
     ident = store.state.identity
     assert info["name"] == ident.name
     assert info["address"] == ident.address

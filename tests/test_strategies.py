@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.iso7816 import codec
 from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.profiles.jpki import mynumber
 from jpki_sim.profiles.jpki.ids import PIN_POLICIES
 from jpki_sim.profiles.jpki.state import SEX_CODES, Identity

@@ -9,13 +9,13 @@ from hypothesis import HealthCheck, given, settings
 
 from jpki_sim.issuer.ca import TestCA
 from jpki_sim.issuer.counter import KeyPool, issue_card
+from jpki_sim.issuer.presets import PRESETS as PROFILES
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.build import build_card
 from jpki_sim.profiles.jpki.client import JpkiClient
 from jpki_sim.profiles.jpki.state import new_store
 from jpki_sim.testing import strategies as jst
 from jpki_sim.transport.inprocess import InProcessTransport
-from jpki_sim.issuer.presets import PRESETS as PROFILES
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from jpki_sim.iso7816.sw import (
     describe,
     is_success,
     iso_meaning,
-    meaning,
     pin_status_sw,
     tries_left,
 )

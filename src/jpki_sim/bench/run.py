@@ -160,7 +160,7 @@ class Settings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
-        from jpki_sim.cli.bench import SECTIONS
+        from jpki_sim.bench import SECTIONS
 
         quick = bool(args.quick)
         runs = args.runs if args.runs is not None else (5 if quick else 25)
@@ -290,8 +290,7 @@ def make_state(work: Path) -> tuple[Any, Any]:
 
 def bench_inprocess(cfg: Settings, state: Any, work: Path, progress: Progress) -> dict[str, Any]:
     from jpki_sim.profiles.jpki.build import build_card
-    from jpki_sim.profiles.jpki.state import save, new_store, open_store
-    from jpki_sim.card.store import CardStore
+    from jpki_sim.profiles.jpki.state import new_store, open_store, save
 
     a = Apdus()
     ok = b"\x90\x00"
@@ -379,8 +378,7 @@ def bench_signature(cfg: Settings, state: Any, progress: Progress) -> dict[str, 
 
     from jpki_sim.profiles.jpki.build import build_card
     from jpki_sim.profiles.jpki.signing import SHA256_DIGEST_INFO_PREFIX
-    from jpki_sim.profiles.jpki.state import new_store, open_store
-    from jpki_sim.card.store import CardStore
+    from jpki_sim.profiles.jpki.state import new_store
 
     a = Apdus()
     ok = b"\x90\x00"
@@ -447,8 +445,7 @@ def bench_issuance(cfg: Settings, state: Any, ca: Any, work: Path,
     from jpki_sim.issuer import counter as issuer
     from jpki_sim.issuer.lifecycle import FixedClock
     from jpki_sim.profiles.jpki import ids as jpki
-    from jpki_sim.profiles.jpki.state import new_store, open_store
-    from jpki_sim.card.store import CardStore
+    from jpki_sim.profiles.jpki.state import new_store
 
     issue_fig = Figure("issue_card")
     renew_fig = Figure("renew")
@@ -810,8 +807,7 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
         server = NullCard(port, jpki.ATR).start()
     else:
         from jpki_sim.profiles.jpki.build import build_card
-        from jpki_sim.profiles.jpki.state import new_store, open_store
-        from jpki_sim.card.store import CardStore
+        from jpki_sim.profiles.jpki.state import new_store
         from jpki_sim.transport.vpcd import VpcdBridge
 
         server = VpcdBridge(build_card(new_store(copy.deepcopy(state))), port=port,

@@ -100,7 +100,8 @@ def read_document(path: str | os.PathLike[str]) -> dict[str, Any]:
         check_envelope(doc)
     except CardFileError as exc:
         raise CardFileError(f"{p}: {exc}") from None
-    return doc
+    checked: dict[str, Any] = doc  # check_envelope made sure it is an object
+    return checked
 
 
 def check_envelope(doc: Any) -> str:

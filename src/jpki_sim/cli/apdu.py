@@ -57,9 +57,9 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jpki_sim.iso7816.errors import MalformedApdu
     from jpki_sim.errors import UserError
     from jpki_sim.iso7816.apdu import CommandApdu, parse_hex
+    from jpki_sim.iso7816.errors import MalformedApdu
     from jpki_sim.iso7816.sw import describe, is_success
 
     commands: list[bytes] = []

@@ -1,6 +1,6 @@
 """``jpki-sim bench``: measure the emulator (in-process, through pcscd + vpcd, issuance, start-up).
 
-The measuring itself lives in :mod:`jpki_sim.bench`, shared with
+The measuring itself lives in :mod:`jpki_sim.bench.run`, shared with
 ``tools/bench.py``; this module only declares the options (standard library
 only, so ``jpki-sim --help`` stays fast).
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-#: sections of the benchmark, in the order they run
-SECTIONS = ("inprocess", "signature", "issuance", "startup", "pcsc")
+from jpki_sim.bench import SECTIONS
 
 
 def _sections(text: str) -> list[str]:

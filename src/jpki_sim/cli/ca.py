@@ -70,9 +70,9 @@ def run_crl(args: argparse.Namespace) -> int:
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
+    from jpki_sim.card.store import write_atomic
     from jpki_sim.errors import UserError
     from jpki_sim.issuer.ca import TestCA
-    from jpki_sim.card.store import write_atomic
 
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():

@@ -44,7 +44,6 @@ from construct import (
 )
 from construct.core import stream_size
 
-from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.iso7816.apdu import (
     EXT_MAX_NC,
     EXT_MAX_NE,
@@ -53,6 +52,7 @@ from jpki_sim.iso7816.apdu import (
     CommandApdu,
     ResponseApdu,
 )
+from jpki_sim.iso7816.errors import MalformedApdu
 
 __all__ = [
     "CASES",
@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 
-class _LeField(Adapter):
+class _LeField(Adapter):  # type: ignore[misc]  # construct ships no type hints
     """Le as Ne: the encoded value zero stands for the largest Ne of the field.
 
     Short Le is one byte (00 = 256), extended Le two bytes (0000 = 65536).

@@ -8,33 +8,23 @@ tag bytes and the raw length bytes it was read from, so ``to_bytes()`` gives
 back exactly the input; the encoders build either the minimal form or the
 card's.
 
-Also here, shared by the card profile and the client so both speak one layout:
-the card-info input helper application's EFs (My Number, EF 0001; the four
-basic facts, EF 0002) and a read-only summary of DER certificates.
+The records of a particular card built on it live with that card's profile
+(JPKI: :mod:`jpki_sim.profiles.jpki.records`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any, TypedDict
 
 __all__ = [
     "CLASS_APPLICATION",
     "CLASS_CONTEXT",
     "CLASS_PRIVATE",
     "CLASS_UNIVERSAL",
-    "HelperBasicInfo",
     "Tlv",
     "TlvError",
     "card_length",
-    "decode_helper_basic_info",
-    "decode_helper_my_number",
-    "describe_certificate",
-    "encode_helper_basic_info",
-    "encode_helper_my_number",
     "encode_length",
     "encode_tag",
     "find",
@@ -355,242 +345,6 @@ def find(nodes: Iterable[Tlv], tag: int | bytes) -> Tlv | None:
 def find_all(nodes: Iterable[Tlv], tag: int | bytes) -> list[Tlv]:
     want = tag_bytes(tag)
     return [n for node in nodes for n in node.walk() if n.raw_tag == want]
-
-
-# ---------------------------------------------------------------- helper application EFs
-
-TAG_MY_NUMBER = 0xFF10
-TAG_BASIC_INFO = 0xFF20
-TAG_OFFSETS = 0xDF21
-TAG_NAME = 0xDF22
-TAG_ADDRESS = 0xDF23
-TAG_BIRTHDATE = 0xDF24
-TAG_SEX = 0xDF25
-#: bytes of FF filler after the My Number object: the EF is 17 bytes on cards
-MY_NUMBER_FILLER = 2
-#: ISO 5218 codes the helper application stores
-SEX_CODES = ("0", "1", "2", "9")
-
-
-class HelperBasicInfo(TypedDict):
-    """The four basic facts as read from the helper application's EF 0002."""
-
-    name: str
-    address: str
-    #: None when the 8 digits are not a calendar date
-    birthdate: date | None
-    birthdate_text: str
-    sex: str
-    #: offsets of DF22..DF25 from the start of the EF, as stored in DF21
-    offsets: tuple[int, int, int, int]
-
-
-def encode_helper_my_number(number: str) -> bytes:
-    """EF 0001 of the helper application: ``FF 10 0C`` + 12 ASCII digits + ``FF FF``.
-
-    The check digit is not enforced here: the issuer decides what goes on a card.
-    """
-    if len(number) != 12 or not number.isascii() or not number.isdigit():
-        raise ValueError(f"a My Number is 12 ASCII digits, got {number!r}")
-    node = Tlv(encode_tag(CLASS_PRIVATE, True, 0x10, long_form=True), b"\x0c", number.encode())
-    # built directly: FF 10 is constructed by its tag bits, but the card puts
-    # bare digits in it, so the digits are not parsed as children
-    return node.to_bytes() + bytes((FILLER,)) * MY_NUMBER_FILLER
-
-
-def decode_helper_my_number(ef_bytes: bytes) -> str:
-    """The 12 digits from EF 0001 (with or without its filler)."""
-    data = bytes(ef_bytes)
-    header = tag_bytes(TAG_MY_NUMBER)
-    if not data.startswith(header):
-        raise TlvError(f"My Number EF starts {data[:2].hex().upper()}, not FF10")
-    n, used = _read_length(data, len(header))
-    start = len(header) + used
-    digits = data[start : start + n]
-    if len(digits) != n or not _is_filler(data[start + n :]):
-        raise TlvError("My Number EF is truncated or has data after the number")
-    text = digits.decode("ascii", "replace")
-    if len(text) != 12 or not text.isdigit():
-        raise TlvError(f"My Number EF holds {digits.hex().upper()}, not 12 digits")
-    return text
-
-
-def encode_helper_basic_info(
-    name: str,
-    address: str,
-    birthdate: date | str,
-    sex: str,
-    size: int | None = None,
-) -> bytes:
-    """EF 0002 of the helper application, in the card's layout::
-
-        FF 20 L
-          DF 21 08 <four big-endian u16: offsets of DF22..DF25 from the EF start>
-          DF 22 Ln <name, UTF-8>
-          DF 23 La <address, UTF-8>
-          DF 24 08 <birth date YYYYMMDD, ASCII>
-          DF 25 01 <sex, one ISO 5218 ASCII digit>
-
-    Lengths use the card's form (:func:`card_length`). ``size`` pads the EF with
-    ``FF`` filler to that many bytes.
-    """
-    if isinstance(birthdate, date):
-        ymd = birthdate.strftime("%Y%m%d")
-    else:
-        ymd = birthdate
-    if len(ymd) != 8 or not ymd.isascii() or not ymd.isdigit():
-        raise ValueError(f"birth date must be a date or 8 digits YYYYMMDD, got {birthdate!r}")
-    if sex not in SEX_CODES:
-        raise ValueError(f"sex must be an ISO 5218 code ({', '.join(SEX_CODES)}), got {sex!r}")
-    facts = [
-        Tlv.primitive(TAG_NAME, name.encode("utf-8")),
-        Tlv.primitive(TAG_ADDRESS, address.encode("utf-8")),
-        Tlv.primitive(TAG_BIRTHDATE, ymd.encode("ascii")),
-        Tlv.primitive(TAG_SEX, sex.encode("ascii")),
-    ]
-    offsets_len = 2 + 1 + 8  # DF21 08 + four u16
-    inner = offsets_len + sum(len(f) for f in facts)
-    outer_header = len(tag_bytes(TAG_BASIC_INFO)) + len(card_length(inner))
-    offsets = []
-    pos = outer_header + offsets_len
-    for f in facts:
-        offsets.append(pos)
-        pos += len(f)
-    if pos > 0xFFFF:
-        raise ValueError("basic info too long for 16-bit offsets")
-    table = Tlv.primitive(TAG_OFFSETS, b"".join(o.to_bytes(2, "big") for o in offsets))
-    ef = Tlv.constructed(TAG_BASIC_INFO, [table, *facts]).to_bytes()
-    if size is not None:
-        if size < len(ef):
-            raise ValueError(f"basic info needs {len(ef)} bytes, EF size is {size}")
-        ef += bytes((FILLER,)) * (size - len(ef))
-    return ef
-
-
-def decode_helper_basic_info(ef_bytes: bytes) -> HelperBasicInfo:
-    """Name, address, birth date, sex and the offset table from EF 0002.
-
-    The offset table is checked against where the objects really are, not trusted.
-    """
-    nodes = parse(ef_bytes)
-    if not nodes or nodes[0].tag != TAG_BASIC_INFO or nodes[0].children is None:
-        got = nodes[0].raw_tag.hex().upper() if nodes else "nothing"
-        raise TlvError(f"basic info EF starts with {got}, not FF20")
-    outer = nodes[0]
-    positions: dict[int, int] = {}
-    pos = len(outer.header)
-    for child in outer.children or ():
-        positions.setdefault(child.tag, pos)
-        pos += len(child)
-
-    def value(tag: int, what: str) -> bytes:
-        node = next((c for c in outer.children or () if c.tag == tag), None)
-        if node is None:
-            raise TlvError(f"basic info has no {what} ({tag:04X})")
-        return node.value
-
-    table = value(TAG_OFFSETS, "offset table")
-    if len(table) != 8:
-        raise TlvError(f"offset table DF21 has {len(table)} bytes, not 8")
-    offsets = tuple(int.from_bytes(table[i : i + 2], "big") for i in range(0, 8, 2))
-    tags = (TAG_NAME, TAG_ADDRESS, TAG_BIRTHDATE, TAG_SEX)
-    for i, (tag, off) in enumerate(zip(tags, offsets, strict=True)):
-        if positions.get(tag) != off:
-            raise TlvError(f"offset {i} in DF21 says {off}, {tag:04X} is at {positions.get(tag)}")
-    try:
-        name = value(TAG_NAME, "name").decode("utf-8")
-        address = value(TAG_ADDRESS, "address").decode("utf-8")
-        ymd = value(TAG_BIRTHDATE, "birth date").decode("ascii")
-        sex = value(TAG_SEX, "sex").decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise TlvError(f"basic info text is not UTF-8: {exc}") from None
-    try:
-        born: date | None = datetime.strptime(ymd, "%Y%m%d").date() if len(ymd) == 8 else None
-    except ValueError:
-        born = None
-    return HelperBasicInfo(
-        name=name,
-        address=address,
-        birthdate=born,
-        birthdate_text=ymd,
-        sex=sex,
-        offsets=(offsets[0], offsets[1], offsets[2], offsets[3]),
-    )
-
-
-# ---------------------------------------------------------------- certificates
-
-_SHORT_NAMES = {
-    "country_name": "C",
-    "organization_name": "O",
-    "organizational_unit_name": "OU",
-    "common_name": "CN",
-    "locality_name": "L",
-    "state_or_province_name": "ST",
-    "serial_number": "serialNumber",
-    "email_address": "emailAddress",
-}
-
-#: subjectAltName otherName OIDs of the sign certificate's four facts
-JPKI_SAN_FIELDS = {
-    "1.2.392.200149.8.5.5.1": "name",
-    "1.2.392.200149.8.5.5.2": "name_substitute_flags",
-    "1.2.392.200149.8.5.5.3": "sex",
-    "1.2.392.200149.8.5.5.4": "birthdate",
-    "1.2.392.200149.8.5.5.5": "address",
-    "1.2.392.200149.8.5.5.6": "address_substitute_flags",
-}
-
-
-def _name_text(name: Any) -> str:
-    parts = []
-    for rdn in name.chosen:
-        for atv in rdn:
-            kind = atv["type"].native
-            label = _SHORT_NAMES.get(kind, atv["type"].dotted)
-            parts.append(f"{label}={atv['value'].native}")
-    return ", ".join(parts)
-
-
-def describe_certificate(der: bytes) -> dict[str, Any]:
-    """A summary of a DER certificate, read without re-encoding it.
-
-    Keys: subject, issuer (``C=JP, O=JPKI, ...`` in DER order), serial (int),
-    serial_hex, not_before, not_after (aware datetimes), sha256 (hex of the DER),
-    key_bits, signature_algorithm, is_ca, key_usage (list), jpki_attributes
-    (the sign certificate's four facts from subjectAltName, by field name).
-    Raises ValueError on bytes that are not a certificate.
-    """
-    from asn1crypto import x509  # local: keeps importing this module cheap
-
-    try:
-        cert = x509.Certificate.load(bytes(der))
-        tbs = cert["tbs_certificate"]
-        summary: dict[str, Any] = {
-            "subject": _name_text(tbs["subject"]),
-            "issuer": _name_text(tbs["issuer"]),
-            "serial": tbs["serial_number"].native,
-            "not_before": tbs["validity"]["not_before"].native,
-            "not_after": tbs["validity"]["not_after"].native,
-            "signature_algorithm": cert["signature_algorithm"].signature_algo,
-            "key_bits": cert.public_key.bit_size,
-            "is_ca": bool(cert.ca),
-            "key_usage": sorted(cert.key_usage_value.native) if cert.key_usage_value else [],
-        }
-        facts: dict[str, str] = {}
-        for general_name in cert.subject_alt_name_value or ():
-            if general_name.name != "other_name":
-                continue
-            other = general_name.chosen
-            field = JPKI_SAN_FIELDS.get(other["type_id"].dotted)
-            if field is not None:
-                facts[field] = str(other["value"].native)
-        summary["jpki_attributes"] = facts
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"not a DER X.509 certificate: {exc}") from None
-    summary["serial_hex"] = format(summary["serial"], "X")
-    summary["sha256"] = hashlib.sha256(bytes(der)).hexdigest()
-    return summary
 
 
 def concat(nodes: Sequence[Tlv]) -> bytes:

@@ -41,10 +41,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from jpki_sim.card.store import write_atomic
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import lifecycle
 from jpki_sim.profiles.jpki.state import Identity
-from jpki_sim.card.store import write_atomic
 
 Which = Literal["auth", "sign"]
 WHICH: tuple[Which, ...] = ("auth", "sign")

@@ -16,21 +16,25 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from jpki_sim.card.pins import PinState
+from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import lifecycle
 from jpki_sim.issuer.ca import TestCA, Which
 from jpki_sim.issuer.lifecycle import Clock
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki import mynumber
-from jpki_sim.profiles.jpki.state import SEX_CODES, CardState, Identity, KeySlot, new_store, open_store
-from jpki_sim.card.store import CardStore
-from jpki_sim.card.pins import PinState
+from jpki_sim.profiles.jpki.state import (
+    SEX_CODES,
+    CardState,
+    Identity,
+    KeySlot,
+)
 
 #: a callable handing out a fresh RSA-2048 private key each call
 KeySource = Callable[[], rsa.RSAPrivateKey]

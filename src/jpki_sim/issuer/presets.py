@@ -4,9 +4,10 @@ A preset is a recipe for a :class:`~jpki_sim.presets.jpki.state.CardState`
 issued by the test CA with :func:`jpki_sim.issuer.counter.issue_card` at fixed
 dates, so a vector that names ``expired`` sees the same expired card on every
 machine and every day. The JPKI profile's ``presets`` hook is :func:`factory`;
-the factory is what :class:`jpki_sim.presets.base.Presets` asks for. RSA key generation is the slow part: one process makes one test CA and a
-small pool of card keys, and each preset's state is built once and then
-copied for every fresh card.
+the factory is what :class:`jpki_sim.profiles.base.Presets` asks for. RSA key
+generation is the slow part: one process makes one test CA and a small pool of
+card keys, and each preset's state is built once and then copied for every
+fresh card.
 
 Presets:
 
@@ -35,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from jpki_sim.card.engine import Card
-    from jpki_sim.issuer.ca import TestCA
-    from jpki_sim.profiles.jpki.state import CardState, new_store, open_store
     from jpki_sim.card.store import CardStore
+    from jpki_sim.issuer.ca import TestCA
+    from jpki_sim.profiles.jpki.state import CardState
 
 #: PIN values of every preset (the card's documented defaults)
 PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}
@@ -221,8 +222,7 @@ class CardFactory:
 
     def store(self, name: str | Preset, path: str | None = None) -> CardStore:
         """A :class:`CardStore` with a fresh copy of the preset (in memory, or at ``path``)."""
-        from jpki_sim.profiles.jpki.state import save, new_store, open_store
-        from jpki_sim.card.store import CardStore
+        from jpki_sim.profiles.jpki.state import new_store, open_store, save
 
         state = self.state(name)
         if path is not None:

@@ -20,7 +20,8 @@ import importlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import date
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jpki_sim.errors import UserError
 from jpki_sim.iso7816.client import CardClient, PinAddress
@@ -90,6 +91,30 @@ class FileRef:
     name: str
     application: str
     fid: int
+
+
+class Presets(Protocol):
+    """A profile's named starting cards (its ``presets`` hook returns one).
+
+    Vectors name the preset they start from; the pytest plugin's fixtures make
+    fresh cards of them.
+    """
+
+    def names(self) -> list[str]: ...
+
+    def describe(self, name: str) -> str: ...
+
+    def reference_date(self, name: str) -> date:
+        """The date vectors of this preset play at unless they name one."""
+        ...
+
+    def state(self, name: str) -> Any:
+        """A fresh private copy of the preset's card state."""
+        ...
+
+    def pin_value(self, pin: str) -> str:
+        """The value the presets give PIN ``pin`` (``{pin:NAME}`` of a PIN never set)."""
+        ...
 
 
 #: the interindustry instructions whose data are secrets (PINs): masked in every trace and log

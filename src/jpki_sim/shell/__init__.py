@@ -7,8 +7,8 @@ for interactive use.
 
 from __future__ import annotations
 
-from jpki_sim.shell.registry import Outcome, ShellError
-from jpki_sim.shell.session import ExpectationFailed, QuitShell, Shell
+from jpki_sim.shell.registry import Outcome, QuitShell, ShellError
+from jpki_sim.shell.session import ExpectationFailed, Shell
 from jpki_sim.shell.target import CardTarget
 
 __all__ = ["CardTarget", "ExpectationFailed", "Outcome", "QuitShell", "Shell", "ShellError"]

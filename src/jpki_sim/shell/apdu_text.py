@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 
-from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.iso7816.apdu import CommandApdu, parse_hex
+from jpki_sim.iso7816.errors import MalformedApdu
 
 
 class ApduTextError(ValueError):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.client import JpkiClient
 from jpki_sim.shell import render
 from jpki_sim.shell.registry import PATHS, Outcome, ShellArgParser, ShellError, VerbSet
 from jpki_sim.shell.verbs import secret
@@ -21,6 +22,14 @@ if TYPE_CHECKING:
 
 VERBS = VerbSet()
 command = VERBS.command
+
+
+def jpki_client(shell: Shell) -> JpkiClient:
+    """The shell's client as the JPKI card's (the JPKI profile's ``client`` hook made it)."""
+    client = shell.client
+    if not isinstance(client, JpkiClient):
+        raise ShellError("this verb needs a JPKI card's client")
+    return client
 
 CERT_NAMES = list(jpki.CERT_EFS)
 KEY_NAMES = list(jpki.KEY_EFS)
@@ -37,7 +46,7 @@ def _read_cert_setup(p: ShellArgParser) -> None:
 @command("read-cert", "read a certificate like OpenSC does and show who, serial, validity",
          setup=_read_cert_setup, positional=[CERT_NAMES])
 def do_read_cert(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    der = shell.client.read_certificate(args.which)
+    der = jpki_client(shell).read_certificate(args.which)
     summary = render.certificate_summary(der, shell.target.now())
     shell.print(f"{args.which} certificate, {len(der)} bytes")
     if summary is None:
@@ -102,7 +111,7 @@ def do_sign(shell: Shell, args: argparse.Namespace) -> Outcome | None:
                              f"this is {len(message)}")
         data = message
     shell.print(f"signing {source} with the {args.key} key, {args.hash}, scheme {args.scheme}")
-    signature = shell.client.sign(args.key, data, scheme=args.scheme)
+    signature = jpki_client(shell).sign(args.key, data, scheme=args.scheme)
     sign_sw = shell.client.last_exchanges[-1].sw if shell.client.last_exchanges else None
     for line in render.hexdump(signature, prefix="  "):
         shell.print(line)
@@ -132,7 +141,7 @@ def _check_signature(
     shown = shell.show_apdus
     shell.show_apdus = False
     try:
-        der = shell.client.read_certificate(key)
+        der = jpki_client(shell).read_certificate(key)
         public = x509.load_der_x509_certificate(der).public_key()
         if not isinstance(public, rsa.RSAPublicKey):
             raise ValueError("the certificate's key is not RSA")
@@ -161,14 +170,14 @@ def _check_signature(
 
 @command("my-number", "read the My Number from the helper application (needs the helper PIN)")
 def do_my_number(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    number = shell.client.my_number()
+    number = jpki_client(shell).my_number()
     shell.print(f"My Number  {number[:4]} {number[4:8]} {number[8:]}")
     return Outcome(None, number)
 
 
 @command("basic-info", "read name, address, birth date and sex (helper PIN needed)")
 def do_basic_info(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    info = shell.client.basic_info()
+    info = jpki_client(shell).basic_info()
     born = info.birth_date
     shell.print(f"name        {info.name}")
     shell.print(f"address     {info.address}")
@@ -179,8 +188,8 @@ def do_basic_info(shell: Shell, args: argparse.Namespace) -> Outcome | None:
 
 @command("token-info", "the token label in EF 0006 (JPKIAPICCTOKEN2 on a My Number card)")
 def do_token_info(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    label = shell.client.token_label()
-    presence = shell.client.certificate_presence()
+    label = jpki_client(shell).token_label()
+    presence = jpki_client(shell).certificate_presence()
     shell.print(f"token label   {label}")
     has_sign = presence[:1] == b"\x8f"
     has_auth = presence[1:2] == b"\x8f"

@@ -19,6 +19,10 @@ class ShellError(Exception):
     """Bad input at the prompt: printed as one line, and the shell goes on."""
 
 
+class QuitShell(Exception):
+    """``exit`` / ``quit`` / end of input."""
+
+
 @dataclass
 class Outcome:
     """What expectations are checked against: the last status word and a text."""

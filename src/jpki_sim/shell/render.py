@@ -51,10 +51,10 @@ def sw_line(sw: int, *, pin_answer: bool = False) -> str:
 
 def certificate_summary(der: bytes, now: datetime | None) -> list[str] | None:
     """Subject, issuer, serial, validity (flagged against ``now``), key; None if not a cert."""
-    from jpki_sim.iso7816 import tlv
+    from jpki_sim.profiles.jpki.certinfo import describe_certificate
 
     try:
-        info: dict[str, Any] = tlv.describe_certificate(der)
+        info: dict[str, Any] = describe_certificate(der)
     except ValueError:
         return None
     nb: datetime = info["not_before"]
@@ -92,7 +92,7 @@ def decode_data(data: bytes, now: datetime | None) -> list[str]:
     if len(data) < 3:
         return []
     if data[0] == 0x30:
-        from jpki_sim.profiles.jpki.client import der_length
+        from jpki_sim.iso7816.client import der_length
 
         try:
             end = der_length(data[:6])

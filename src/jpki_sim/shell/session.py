@@ -13,11 +13,11 @@ import shlex
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, TextIO
 
-from jpki_sim.iso7816.errors import ApduError, PinError
 from jpki_sim.errors import JpkiSimError, UserError
+from jpki_sim.iso7816.errors import ApduError, PinError
 from jpki_sim.shell import admin, verbs  # noqa: F401  (they register the generic commands)
 from jpki_sim.shell.apdu_text import ApduTextError, check_sw_pattern, sw_matches
-from jpki_sim.shell.registry import GENERIC, Outcome, ShellError, VerbSet
+from jpki_sim.shell.registry import GENERIC, Outcome, QuitShell, ShellError, VerbSet
 from jpki_sim.shell.target import CardTarget
 from jpki_sim.trace.model import TraceWriter, describe_command, redact_command
 
@@ -30,10 +30,6 @@ LONG_COMMAND = 24
 
 class ExpectationFailed(JpkiSimError):
     """An ``--expect-sw`` / ``--expect-data`` did not hold: a script stops (exit 1)."""
-
-
-class QuitShell(Exception):
-    """``exit`` / ``quit`` / end of input."""
 
 
 class Shell:
@@ -52,7 +48,7 @@ class Shell:
         self.profile = target.profile
         self.out = out
         #: the generic commands and those of the card's profile
-        self.verbs = profile_verbs(self.profile)
+        self.verbs: VerbSet = profile_verbs(self.profile)
         self.client = self.profile.client(target.transport, mode=mode)
         self.trace: TraceWriter | None = None
         self.trace_path: str | None = None

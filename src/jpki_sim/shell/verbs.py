@@ -21,6 +21,7 @@ from jpki_sim.shell.registry import (
     PATHS,
     CommandSpec,
     Outcome,
+    QuitShell,
     ShellArgParser,
     ShellError,
     command,
@@ -77,8 +78,6 @@ def do_help(shell: Shell, args: argparse.Namespace) -> Outcome | None:
 
 @command("exit", "leave the shell", card=False, aliases=("quit",))
 def do_exit(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.shell.session import QuitShell  # the interpreter's own signal
-
     raise QuitShell()
 
 

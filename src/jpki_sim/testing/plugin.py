@@ -181,9 +181,9 @@ def _card_request(request: pytest.FixtureRequest) -> tuple[Any, date]:
 
 
 def _new_card(request: pytest.FixtureRequest) -> JpkiCard:
+    from jpki_sim.issuer import presets as profiles
     from jpki_sim.profiles.jpki.client import JpkiClient
     from jpki_sim.transport.inprocess import InProcessTransport
-    from jpki_sim.issuer import presets as profiles
 
     profile, today = _card_request(request)
     card, store = profiles.factory().card(profile)

@@ -736,8 +736,8 @@ def describe_command(command: bytes) -> str:
     if ins == 0xA4 and p1 == 0x02 and len(body) == 2:
         return f"SELECT EF {body.hex().upper()}"
     if ins == 0xB0 and not p1 & 0x80:
-        from jpki_sim.iso7816.errors import MalformedApdu
         from jpki_sim.iso7816.apdu import CommandApdu
+        from jpki_sim.iso7816.errors import MalformedApdu
 
         try:
             ne = CommandApdu.parse(command).ne

@@ -1,4 +1,4 @@
-"""The in-process transport: a :class:`~jpki_sim.card.engine.Card` behind the Transport interface."""
+"""The in-process transport: an engine :class:`~jpki_sim.card.engine.Card` as a Transport."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from jpki_sim.iso7816.sw import tries_left
 
+
 @dataclass
 class CheckContext:
     data: bytes

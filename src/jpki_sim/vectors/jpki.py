@@ -23,7 +23,6 @@ from typing import Any
 
 from jpki_sim.iso7816.sw import tries_left
 from jpki_sim.profiles.jpki import ids as jpki
-
 from jpki_sim.vectors.checks import CheckContext, register
 
 PROFILE = "jpki"
@@ -188,11 +187,10 @@ def _token_info(ctx: CheckContext, arg: str | None) -> str | None:
 
 
 def _my_number(ctx: CheckContext, arg: str | None) -> str | None:
-    from jpki_sim.iso7816 import tlv
-    from jpki_sim.profiles.jpki import mynumber
+    from jpki_sim.profiles.jpki import mynumber, records
 
     try:
-        number = tlv.decode_helper_my_number(ctx.data)
+        number = records.decode_helper_my_number(ctx.data)
     except ValueError as exc:
         return str(exc)
     if not mynumber.is_valid(number):
@@ -201,10 +199,10 @@ def _my_number(ctx: CheckContext, arg: str | None) -> str | None:
 
 
 def _basic_info(ctx: CheckContext, arg: str | None) -> str | None:
-    from jpki_sim.iso7816 import tlv
+    from jpki_sim.profiles.jpki import records
 
     try:
-        info = tlv.decode_helper_basic_info(ctx.data)
+        info = records.decode_helper_basic_info(ctx.data)
     except ValueError as exc:
         return f"not the four-facts TLV: {exc}"
     if not info["name"] or info["sex"] not in ("0", "1", "2", "9"):

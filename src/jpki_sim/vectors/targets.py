@@ -9,7 +9,6 @@ that card and never presets anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +16,7 @@ from jpki_sim.errors import JpkiSimError
 from jpki_sim.vectors.model import Admin, Vector
 
 if TYPE_CHECKING:
+    from jpki_sim.card.pins import RetryCounter
     from jpki_sim.card.store import CardStore
 
 
@@ -115,6 +115,13 @@ def facts_of(card_profile: str, state: Any) -> Any:
     return card_facts(state) if card_facts is not None else None
 
 
+def counter_of(store: CardStore[Any], pin: str) -> RetryCounter:
+    """PIN ``pin``'s counter on a card state: the one retry-counter rule."""
+    from jpki_sim.card.pins import RetryCounter
+
+    return RetryCounter(lambda: store.state.pins[pin], store, name=pin)
+
+
 # ---------------------------------------------------------------- emulated cards
 
 
@@ -140,7 +147,6 @@ class EmulatedTarget(Target):
         self._mutate = wrap
 
     def new_card(self, vector: Vector) -> Any:
-        from jpki_sim.card.pins import RetryCounter
         from jpki_sim.card.store import CardStore
         from jpki_sim.profiles import registry
 
@@ -149,7 +155,7 @@ class EmulatedTarget(Target):
         state = self._presets.state(vector.profile)
         store: CardStore[Any] = CardStore(profile.state, state)
         for pin, tries in vector.tries.items():
-            RetryCounter(lambda pin=pin: store.state.pins[pin], store).set_tries(tries)
+            counter_of(store, pin).set_tries(tries)
         self.store = store
         # {pin:NAME} means the PIN the holder knows when the vector starts,
         # even after a step changed it
@@ -167,11 +173,8 @@ class EmulatedTarget(Target):
         return value if value is not None else self._presets.pin_value(name)
 
     def admin(self, step: Admin) -> None:
-        from jpki_sim.card.pins import RetryCounter
-
-        store = self.store
-        assert store is not None
-        counter = RetryCounter(lambda: store.state.pins[step.pin], store, name=step.pin)
+        assert self.store is not None
+        counter = counter_of(self.store, step.pin)
         if step.action == "reset-pin":
             # what `jpki-sim card reset-pin` does: a new value, a full counter
             counter.reset(step.value if step.value is not None

@@ -8,7 +8,6 @@ COMPUTE DIGITAL SIGNATURE (``80 2A``).
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from jpki_sim.card.engine import Card, by_current_ef
@@ -23,18 +22,17 @@ from jpki_sim.card.files import (
     pin_verified,
 )
 from jpki_sim.card.pins import RetryCounter
+from jpki_sim.card.store import CardStore
 from jpki_sim.iso7816.apdu import CommandApdu
 from jpki_sim.iso7816.errors import CardError
 from jpki_sim.iso7816.ins import CLA_PROPRIETARY, instruction_key
 from jpki_sim.iso7816.sw import SW
 from jpki_sim.profiles.jpki import ids as jpki
-from jpki_sim.card.store import CardStore
 from jpki_sim.profiles.jpki.state import CardState
 
 #: capacity of the certificate EFs; the DER is followed by FF filler up to it.
 #: Real capacities are not public; a real auth certificate is 1583 bytes.
 CERT_EF_CAPACITY = 2048
-TOKEN_INFO_SIZE = 160
 #: GET DATA tag of the contact ATR, answered at MF level
 DO_ATR = 0x5F51
 #: EF 0008 byte for "this certificate is present"
@@ -67,40 +65,6 @@ class CardKey:
 
             self._key = load_pem_private_key(self.pem.encode(), password=None)
         return self._key
-
-
-def token_info(label: str, serial: str) -> bytes:
-    """EF 0006: a serialised PKCS#11 CK_TOKEN_INFO (big-endian ULONGs), 160 bytes."""
-
-    def text(value: str, size: int) -> bytes:
-        return value.encode("ascii")[:size].ljust(size, b" ")
-
-    ulongs = struct.pack(
-        ">IIIIIIIIII",
-        0x0000040D,  # flags: RNG off, login required, user PIN initialised, token initialised
-        0,  # ulMaxSessionCount
-        0,  # ulSessionCount
-        0,  # ulMaxRwSessionCount
-        0,  # ulRwSessionCount
-        16,  # ulMaxPinLen
-        4,  # ulMinPinLen
-        0xFFFFFFFF,  # ulTotalPublicMemory: unavailable
-        0xFFFFFFFF,  # ulFreePublicMemory
-        0xFFFFFFFF,  # ulTotalPrivateMemory
-    )
-    body = (
-        text(label, 32)
-        + text("JPKI-SIM", 32)
-        + text("JPKI TEST CARD", 16)
-        + text(serial, 16)
-        + ulongs
-        + struct.pack(">I", 0xFFFFFFFF)  # ulFreePrivateMemory; ends at offset 140
-        + b"03"  # hardwareVersion as seen on cards
-        + b"01"  # firmwareVersion
-        + b" " * 16  # utcTime: none
-    )
-    assert len(body) == TOKEN_INFO_SIZE
-    return body
 
 
 def cert_presence(state: CardState) -> bytes:
@@ -143,7 +107,7 @@ def compute_digital_signature(card: Card, apdu: CommandApdu) -> bytes:
 
 def build_card(store: CardStore[CardState], *, atr: bytes | None = None) -> Card:
     """The JPKI card for ``store``'s state. PIN counter changes are written through ``store``."""
-    from jpki_sim.iso7816 import tlv
+    from jpki_sim.profiles.jpki import records
 
     st = store.state
 
@@ -160,7 +124,10 @@ def build_card(store: CardStore[CardState], *, atr: bytes | None = None) -> Card
     jpki_files: list[ElementaryFile] = [
         _cert_ef(jpki.EF_SIGN_CERT, st.sign.cert_der if st.sign else None, sign_pin),
         TransparentEF(jpki.EF_SIGN_CA_CERT, st.sign_ca_der, capacity=CERT_EF_CAPACITY),
-        TransparentEF(jpki.EF_TOKEN_INFO, token_info(jpki.TOKEN_LABEL, st.application_id[-16:])),
+        TransparentEF(
+            jpki.EF_TOKEN_INFO,
+            records.encode_token_info(jpki.TOKEN_LABEL, st.application_id[-16:]),
+        ),
         TransparentEF(jpki.EF_CERT_PRESENCE, cert_presence(st)),
         _cert_ef(jpki.EF_AUTH_CERT, st.auth.cert_der if st.auth else None, ALWAYS),
         TransparentEF(jpki.EF_AUTH_CA_CERT, st.auth_ca_der, capacity=CERT_EF_CAPACITY),
@@ -173,11 +140,13 @@ def build_card(store: CardStore[CardState], *, atr: bytes | None = None) -> Card
     helper_pin = pin_verified(jpki.EF_HELPER_PIN)
     helper_files: list[ElementaryFile] = [
         TransparentEF(
-            jpki.EF_HELPER_MY_NUMBER, tlv.encode_helper_my_number(ident.my_number), read=helper_pin
+            jpki.EF_HELPER_MY_NUMBER,
+            records.encode_helper_my_number(ident.my_number),
+            read=helper_pin,
         ),
         TransparentEF(
             jpki.EF_HELPER_BASIC_INFO,
-            tlv.encode_helper_basic_info(
+            records.encode_helper_basic_info(
                 name=ident.name, address=ident.address, birthdate=ident.birthdate, sex=ident.sex
             ),
             read=helper_pin,

@@ -211,14 +211,14 @@ def _tlv_total_length(head: bytes) -> int:
 
 def decode_my_number(raw: bytes) -> str:
     """``FF 10 0C`` + 12 ASCII digits (+ filler) -> the My Number."""
-    from jpki_sim.iso7816 import tlv
+    from jpki_sim.profiles.jpki import records
 
-    return tlv.decode_helper_my_number(raw)
+    return records.decode_helper_my_number(raw)
 
 
 def decode_basic_info(raw: bytes) -> BasicInfo:
     """``FF 20 len { DF21 offsets, DF22 name, DF23 address, DF24 birth, DF25 sex }``."""
-    from jpki_sim.iso7816 import tlv
+    from jpki_sim.profiles.jpki import records
 
-    info = tlv.decode_helper_basic_info(raw)
+    info = records.decode_helper_basic_info(raw)
     return BasicInfo(info["name"], info["address"], info["birthdate_text"], info["sex"])

@@ -46,7 +46,9 @@ PROFILE = Profile(
         for name, (_aid, fid) in ids.PIN_EFS.items()
     },
     files={
-        name: FileRef(name, app, fid) for app, table in _FILES.items() for name, fid in table.items()
+        name: FileRef(name, app, fid)
+        for app, table in _FILES.items()
+        for name, fid in table.items()
     },
     sw_meanings={SW.SM_REFUSED: "secure messaging refused (JPKI)"},
     secret_instructions=frozenset(),

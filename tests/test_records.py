@@ -1,0 +1,306 @@
+"""The JPKI card's records (helper EFs, token info) and the certificate summary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jpki_sim.iso7816 import tlv
+from jpki_sim.iso7816.tlv import TlvError
+from jpki_sim.profiles.jpki import records
+from jpki_sim.profiles.jpki.certinfo import describe_certificate
+from jpki_sim.profiles.jpki.state import Identity
+from jpki_sim.testing import strategies as jst
+
+# EF 0002 of the helper application for the seeds' holder, assembled by hand:
+#   FF 20 59                      outer object, 89 bytes, short length form
+#   DF 21 08 000E 0020 004D 0058  offsets of DF22..DF25 counted from byte 0 of the EF
+#   DF 22 0F 番号<U+3000>花子       name, 15 bytes of UTF-8           (at 0x0E)
+#   DF 23 2A 〇〇県△△市□□町１－１－１  address, 42 bytes, full-width digits (at 0x20)
+#   DF 24 08 "19930331"           birth date                         (at 0x4D)
+#   DF 25 01 "2"                  sex, ISO 5218 female               (at 0x58), ends at 92
+HANAKO_BASIC_INFO = bytes.fromhex(
+    "FF2059"
+    "DF2108000E0020004D0058"
+    "DF220F" "E795AA" "E58FB7" "E38080" "E88AB1" "E5AD90"
+    "DF232A" "E38087E38087E79C8C" "E296B3E296B3E5B882" "E296A1E296A1E794BA"
+    "EFBC91EFBC8DEFBC91EFBC8DEFBC91"
+    "DF2408" "3139393330333331"
+    "DF250132"
+)  # fmt: skip
+
+# shaped like EF 0005 of the helper application: FF 40 82 00 9F, and a 128-byte
+# value written 82 00 80 (159 = 7 + 19 + 5 + 128), then FF filler
+AP_BASIC_INFO = (
+    bytes.fromhex("FF4082009F" "DF410401030E01" "DF4210") + bytes(range(16))
+    + bytes.fromhex("DF43820080") + bytes(range(0x80, 0x100)) + b"\xff" * 23
+)  # fmt: skip
+
+# shaped like EF 0003: FF 30 82 01 4B { DF31 20 .., DF32 20 .., DF33 82 01 00 <256> }
+INTEGRITY = (
+    bytes.fromhex("FF3082014B" "DF3120") + b"\x11" * 32 + bytes.fromhex("DF3220") + b"\x22" * 32
+    + bytes.fromhex("DF33820100") + b"\x33" * 256
+)  # fmt: skip
+
+MY_NUMBER_EF = bytes.fromhex("FF100C") + b"012345678903" + b"\xff\xff"
+
+
+
+# ---------------------------------------------------------------- helper application EFs
+
+
+def test_encode_basic_info_matches_the_hand_assembled_file() -> None:
+    ef = records.encode_helper_basic_info(
+        "番号\u3000花子", "〇〇県△△市□□町１－１－１", date(1993, 3, 31), "2"
+    )
+    assert ef == HANAKO_BASIC_INFO
+
+
+def test_decode_basic_info() -> None:
+    info = records.decode_helper_basic_info(HANAKO_BASIC_INFO + b"\xff" * 40)
+    assert info == {
+        "name": "番号\u3000花子",
+        "address": "〇〇県△△市□□町１－１－１",
+        "birthdate": date(1993, 3, 31),
+        "birthdate_text": "19930331",
+        "sex": "2",
+        "offsets": (0x0E, 0x20, 0x4D, 0x58),
+    }
+
+
+def test_long_address_uses_the_two_byte_length_form() -> None:
+    address = "東京都千代田区霞が関" + "一丁目" * 20  # 70 characters, 210 bytes of UTF-8
+    ef = records.encode_helper_basic_info("番号\u3000花子", address, "19930331", "2", size=400)
+    assert len(ef) == 400 and ef.endswith(b"\xff" * 10)
+    root = tlv.parse(ef)[0]
+    assert root.raw_length[0] == 0x82
+    assert root.find(0xDF23).raw_length == b"\x82\x00\xd2"  # type: ignore[union-attr]
+    info = records.decode_helper_basic_info(ef)
+    assert info["address"] == address
+    assert info["offsets"][0] == 5 + 11  # FF 20 82 hh ll, then DF21
+
+
+@given(jst.identities())
+def test_identities_round_trip_through_ef_0002(person: Identity) -> None:
+    ef = records.encode_helper_basic_info(person.name, person.address, person.birthdate, person.sex)
+    info = records.decode_helper_basic_info(ef)
+    assert (info["name"], info["address"], info["birthdate"], info["sex"]) == (
+        person.name,
+        person.address,
+        person.birthdate,
+        person.sex,
+    )
+    assert tlv.parse(ef)[0].to_bytes() == ef
+
+
+def test_offset_table_is_checked() -> None:
+    bad = bytearray(HANAKO_BASIC_INFO)
+    bad[7] = 0x0F  # first offset 000E -> 000F
+    with pytest.raises(TlvError, match="offset 0"):
+        records.decode_helper_basic_info(bytes(bad))
+
+
+@pytest.mark.parametrize(
+    "ef",
+    [
+        b"",
+        MY_NUMBER_EF,
+        bytes.fromhex("FF2003DF2100"),  # no fields
+        bytes.fromhex("FF2007DF2103000000DF22"),  # truncated
+    ],
+)
+def test_bad_basic_info_is_refused(ef: bytes) -> None:
+    with pytest.raises(TlvError):
+        records.decode_helper_basic_info(ef)
+
+
+def test_impossible_date_is_reported_not_crashed() -> None:
+    ef = records.encode_helper_basic_info("a\u3000b", "x", "19800000", "9")
+    info = records.decode_helper_basic_info(ef)
+    assert info["birthdate"] is None and info["birthdate_text"] == "19800000"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("n", "a", "1993-03-31", "2"), "8 digits"),
+        (("n", "a", date(1993, 3, 31), "F"), "ISO 5218"),
+    ],
+)
+def test_basic_info_refuses_bad_facts(args: tuple, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        records.encode_helper_basic_info(*args)
+
+
+def test_my_number_ef() -> None:
+    assert records.encode_helper_my_number("012345678903") == MY_NUMBER_EF
+    assert len(MY_NUMBER_EF) == 17
+    assert records.decode_helper_my_number(MY_NUMBER_EF) == "012345678903"
+    assert records.decode_helper_my_number(MY_NUMBER_EF[:15]) == "012345678903"
+
+
+@given(jst.my_numbers())
+def test_my_numbers_round_trip(number: str) -> None:
+    assert records.decode_helper_my_number(records.encode_helper_my_number(number)) == number
+
+
+@pytest.mark.parametrize(
+    "ef",
+    [
+        b"",
+        bytes.fromhex("FF110C") + b"012345678903",
+        bytes.fromhex("FF100C") + b"01234567890",
+        bytes.fromhex("FF100C") + b"01234567890A",
+        MY_NUMBER_EF + b"\x00",
+    ],
+)
+def test_bad_my_number_ef(ef: bytes) -> None:
+    with pytest.raises(TlvError):
+        records.decode_helper_my_number(ef)
+
+
+@pytest.mark.parametrize("bad", ["01234567890", "０１２３４５６７８９０３", "0123-4567-8903"])
+def test_encode_my_number_refuses_non_digits(bad: str) -> None:
+    with pytest.raises(ValueError):
+        records.encode_helper_my_number(bad)
+
+
+# ---------------------------------------------------------------- certificates
+
+
+@pytest.fixture(scope="module")
+def sign_like_cert() -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    issuer = x509.Name([
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "JPKI-TEST"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "JPKI for digital signature"),
+    ])  # fmt: skip
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "JP"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "TEST0123456789ABCDEFGHIJ"),
+        ]
+    )
+
+    def other(arc: int, text: str) -> x509.OtherName:
+        raw = text.encode()
+        return x509.OtherName(
+            x509.ObjectIdentifier(f"1.2.392.200149.8.5.5.{arc}"), b"\x0c" + bytes((len(raw),)) + raw
+        )
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(0x0133C349)
+        .not_valid_before(datetime(2026, 1, 5, tzinfo=timezone.utc))
+        .not_valid_after(datetime(2031, 1, 5, 14, 59, 59, tzinfo=timezone.utc))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    other(1, "番号\u3000花子"),
+                    other(3, "2"),
+                    other(4, "419930331"),
+                    other(5, "〇〇県△△市"),
+                ]
+            ),
+            critical=False,
+        )  # fmt: skip
+        .add_extension(
+            x509.KeyUsage(True, True, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    _ = serialization  # imported for symmetry with the CA code; not needed here
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_describe_certificate(sign_like_cert: bytes) -> None:
+    d = describe_certificate(sign_like_cert)
+    assert d["subject"] == "C=JP, CN=TEST0123456789ABCDEFGHIJ"
+    assert d["issuer"] == "C=JP, O=JPKI-TEST, OU=JPKI for digital signature"
+    assert (d["serial"], d["serial_hex"]) == (0x0133C349, "133C349")
+    assert d["not_before"] == datetime(2026, 1, 5, tzinfo=timezone.utc)
+    assert d["not_after"] == datetime(2031, 1, 5, 14, 59, 59, tzinfo=timezone.utc)
+    assert d["sha256"] == hashlib.sha256(sign_like_cert).hexdigest()
+    assert d["key_bits"] == 256 and d["is_ca"] is False
+    assert d["key_usage"] == ["digital_signature", "non_repudiation"]
+    assert d["jpki_attributes"] == {
+        "name": "番号\u3000花子",
+        "sex": "2",
+        "birthdate": "419930331",
+        "address": "〇〇県△△市",
+    }
+
+
+def test_describe_certificate_refuses_garbage(sign_like_cert: bytes) -> None:
+    for bad in (b"", b"\x30\x03\x02\x01\x01", sign_like_cert[:100]):
+        with pytest.raises(ValueError, match="not a DER X.509 certificate"):
+            describe_certificate(bad)
+
+
+
+@given(st.binary(max_size=120), st.integers(0, len(HANAKO_BASIC_INFO) - 1), st.integers(0, 255))
+def test_helper_decoders_fail_cleanly(noise: bytes, pos: int, byte: int) -> None:
+    mutated = bytearray(HANAKO_BASIC_INFO)
+    mutated[pos] = byte
+    for ef in (noise, bytes(mutated)):
+        for decode in (records.decode_helper_basic_info, records.decode_helper_my_number):
+            try:
+                decode(ef)
+            except TlvError:
+                pass
+
+
+# ---------------------------------------------------------------- vectors beside the codecs
+
+#: every codec's vectors, kept beside it in the package
+CODEC_VECTORS = sorted(Path(records.__file__).resolve().parents[2].rglob("*.vectors.json"))
+_CODECS = {
+    "helper_my_number": (lambda f: records.encode_helper_my_number(f["number"]),
+                         lambda b: {"number": records.decode_helper_my_number(b)}),
+    "helper_basic_info": (
+        lambda f: records.encode_helper_basic_info(f["name"], f["address"], f["birthdate"],
+                                                   f["sex"]),
+        lambda b: {k: v for k, v in records.decode_helper_basic_info(b).items()
+                   if k in ("name", "address", "sex")}
+        | {"birthdate": records.decode_helper_basic_info(b)["birthdate_text"]}),
+    "token_info": (lambda f: records.encode_token_info(f["label"], f["serial"]),
+                   lambda b: {k: records.decode_token_info(b)[k] for k in ("label", "serial")}),
+}
+
+
+def _codec_cases() -> list[tuple[str, dict[str, Any]]]:
+    cases = []
+    for path in CODEC_VECTORS:
+        for v in json.loads(path.read_text(encoding="utf-8"))["vectors"]:
+            cases.append((f"{path.name}:{v['codec']}:{v['name'][:30]}", v))
+    return cases
+
+
+def test_the_vectors_beside_the_codecs_are_found() -> None:
+    assert {v["codec"] for _id, v in _codec_cases()} == set(_CODECS)
+
+
+@pytest.mark.parametrize("case", [c for _i, c in _codec_cases()],
+                         ids=[i for i, _c in _codec_cases()])
+def test_codec_vector_builds_and_parses(case: dict[str, Any]) -> None:
+    encode, decode = _CODECS[case["codec"]]
+    want = bytes.fromhex(case["hex"])
+    assert encode(case["fields"]) == want
+    assert decode(want) == case["fields"]
