@@ -24,8 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jpki_sim.errors import UserError
-from jpki_sim.issuer import ca as ca_mod
-from jpki_sim.issuer.ca import TestCA, read_holder_facts
+from jpki_sim.issuer import certprofile
+from jpki_sim.issuer import ocsp as ocsp_mod
+from jpki_sim.issuer.ca import TestCA
+from jpki_sim.issuer.certprofile import read_holder_facts
 from jpki_sim.profiles.jpki.state import Identity
 
 HANAKO = Identity(
@@ -75,7 +77,7 @@ def verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
 
 
 def test_roots_are_self_signed_test_cas_with_jpki_style_names(test_ca: TestCA) -> None:
-    purposes: tuple[tuple[ca_mod.Which, str], ...] = (
+    purposes: tuple[tuple[certprofile.Which, str], ...] = (
         ("auth", "JPKI for user authentication"),
         ("sign", "JPKI for digital signature"),
     )
@@ -176,10 +178,10 @@ def test_sign_certificate_profile(test_ca: TestCA, sign_der: bytes) -> None:
 
 
 def test_other_name_values_are_der_utf8_strings() -> None:
-    assert ca_mod.utf8_string("00000") == b"\x0c\x0500000"
+    assert certprofile.utf8_string("00000") == b"\x0c\x0500000"
     long = "あ" * 50  # 150 bytes: long-form length
-    assert ca_mod.utf8_string(long)[:3] == b"\x0c\x81\x96"
-    assert ca_mod.JPKI_SEX == {"1": "1", "2": "2", "9": "3", "0": "3"}
+    assert certprofile.utf8_string(long)[:3] == b"\x0c\x81\x96"
+    assert certprofile.JPKI_SEX == {"1": "1", "2": "2", "9": "3", "0": "3"}
 
 
 def test_certificate_der_is_kept_exactly_as_issued(test_ca: TestCA, auth_der: bytes) -> None:
@@ -402,7 +404,7 @@ def test_ocsp_unknown_unauthorized_and_malformed(
 
 @pytest.fixture()
 def http_server(test_ca: TestCA) -> Iterator[str]:
-    server = ca_mod.make_ocsp_server(test_ca, 0)
+    server = ocsp_mod.make_ocsp_server(test_ca, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
@@ -440,7 +442,7 @@ def test_http_ocsp_post_get_and_crl(
 
 
 def test_http_server_binds_localhost_only(test_ca: TestCA) -> None:
-    server = ca_mod.make_ocsp_server(test_ca, 0)
+    server = ocsp_mod.make_ocsp_server(test_ca, 0)
     try:
         assert server.server_address[0] == "127.0.0.1"
     finally:

@@ -21,7 +21,8 @@ from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import counter as issuer
 from jpki_sim.issuer import default, lifecycle
-from jpki_sim.issuer.ca import TestCA, read_holder_facts
+from jpki_sim.issuer.ca import TestCA
+from jpki_sim.issuer.certprofile import read_holder_facts
 from jpki_sim.issuer.lifecycle import FixedClock
 from jpki_sim.profiles.jpki.state import CardState, Identity, load, new_store, open_store, save
 
@@ -332,8 +333,9 @@ def test_wrong_pin_at_renewal_costs_a_try_saved_before_the_comparison(
 ) -> None:
     at = FixedClock(date(2025, 2, 1))
     old_serial = store.state.auth.serial  # type: ignore[union-attr]
-    with pytest.raises(UserError, match="wrong user-authentication PIN: 2 tries left"):
+    with pytest.raises(issuer.PinRefused, match="wrong user-authentication PIN: 2 tries left") as e:
         issuer.renew(store, pins={**PINS, "auth": "9999"}, ca=test_ca, clock=at, keys=keys)
+    assert (e.value.pin, e.value.tries_left, e.value.blocked) == ("auth", 2, False)
     on_disk = load(store.path)  # type: ignore[arg-type]
     assert on_disk.pins["auth"].tries_left == 2
     assert on_disk.auth is not None and on_disk.auth.serial == old_serial  # nothing renewed
@@ -351,7 +353,9 @@ def test_pin_try_is_on_disk_even_if_the_comparison_never_returns(
     def crash(a: bytes, b: bytes) -> bool:
         raise Crash
 
-    monkeypatch.setattr(issuer.hmac, "compare_digest", crash)
+    from jpki_sim.card import pins
+
+    monkeypatch.setattr(pins.hmac, "compare_digest", crash)
     with pytest.raises(Crash):
         issuer.verify_pin(store, "sign", "ABC123")
     assert load(store.path).pins["sign"].tries_left == 4  # type: ignore[arg-type]
@@ -364,8 +368,9 @@ def test_blocked_pin_refuses_renewal_until_reset(
     for left in (2, 1):
         with pytest.raises(UserError, match=f"{left} tr"):
             issuer.verify_pin(store, "auth", "0000")
-    with pytest.raises(UserError, match="blocked now"):
+    with pytest.raises(issuer.PinRefused, match="blocked now") as e:
         issuer.verify_pin(store, "auth", "0000")
+    assert e.value.tries_left == 0 and e.value.blocked
     with pytest.raises(UserError, match="blocked: reset it first"):
         issuer.renew(store, pins=PINS, ca=test_ca, clock=at, keys=keys)
     assert load(store.path).pins["auth"].tries_left == 0  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from jpki_sim.iso7816.errors import PinError
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.client import JpkiClient
 from jpki_sim.profiles.jpki.state import CardState, load
-from jpki_sim.trace.model import load as load_trace
+from jpki_sim.trace.formats import load as load_trace
 from jpki_sim.transport import pcscd
 from jpki_sim.transport.pcsc import PcscTransport, wait_for_card
 from pcsc_harness import (
@@ -185,9 +185,15 @@ def test_bridge_comes_back_after_pcscd_restarts(
 
 
 def stop_pcscd(session: PcscSession) -> None:
-    """Stop the machine's pcscd, for tests of what happens without one (root, CI only)."""
-    if session.started is None and not pcsc_required():
-        pytest.skip("stops pcscd: only done on a pcscd this run started, or in CI")
+    """Stop the machine's pcscd, for tests of what happens without one (root, CI only).
+
+    Only a pcscd this run started, or any when JPKI_SIM_MAY_STOP_PCSCD=1 (.ci/run sets
+    it: CI owns the machine; a developer's shared pcscd is never stopped by a test).
+    """
+    may_stop = os.environ.get("JPKI_SIM_MAY_STOP_PCSCD", "") not in ("", "0")
+    if session.started is None and not may_stop:
+        pytest.skip("stops pcscd: only done on a pcscd this run started, or with "
+                    "JPKI_SIM_MAY_STOP_PCSCD=1 (as .ci/run sets)")
     if not pcscd.is_root():
         pytest.skip("stopping and starting pcscd needs root")
     if session.started is not None:

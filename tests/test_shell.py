@@ -12,7 +12,8 @@ import pytest
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.shell import CardTarget, ExpectationFailed, QuitShell, Shell, ShellError
 from jpki_sim.shell.apdu_text import ApduTextError, parse_apdu_text, sw_matches
-from jpki_sim.trace.model import TraceWriter, load
+from jpki_sim.trace.formats import load
+from jpki_sim.trace.writer import TraceWriter
 
 CARD = Path(__file__).parent / "shell_scripts" / "card.json"
 

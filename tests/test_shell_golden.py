@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from jpki_sim.shell import CardTarget, Shell
-from jpki_sim.trace.model import load
+from jpki_sim.trace.formats import load
 
 HERE = Path(__file__).parent / "shell_scripts"
 SCRIPTS = sorted(HERE.glob("*.txt"))
@@ -33,7 +33,7 @@ def _card(tmp_path: Path) -> Path:
 
 
 def run_script(card: Path, script: Path, trace: Path | None = None) -> tuple[int, str]:
-    from jpki_sim.trace.model import TraceWriter
+    from jpki_sim.trace.writer import TraceWriter
 
     out = io.StringIO()
     target = CardTarget.open_file(str(card))

@@ -8,18 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from jpki_sim import trace
 from jpki_sim.cli import main
-from jpki_sim.trace import model as trace
-from jpki_sim.trace.model import (
-    Comment,
-    PowerOff,
-    Reset,
-    Trace,
-    TraceError,
-    TraceWriter,
-    Xfer,
-    redact_command,
-)
+from jpki_sim.trace import redact_command
+from jpki_sim.trace.model import Comment, PowerOff, Reset, Trace, TraceError, Xfer
+from jpki_sim.trace.writer import TraceWriter
 
 ATR = bytes.fromhex("3BE000FF8131FE4514")
 SELECT_JPKI = bytes.fromhex("00A4040C0AD392F000260100000001")
@@ -354,7 +347,7 @@ def test_cli_bad_file_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_describe_command_names_malformed_reads_without_raising() -> None:
-    from jpki_sim.trace.model import describe_command
+    from jpki_sim.trace.describe import describe_command
 
     assert "malformed" in describe_command(bytes.fromhex("00B000000000"))
     assert describe_command(bytes.fromhex("00B0000004")) == "READ BINARY offset 0000 Le 4"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from jpki_sim import trace
 from jpki_sim.issuer import presets as profiles
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.client import JpkiClient
 from jpki_sim.profiles.jpki.signing import digest_info
-from jpki_sim.trace import model as trace
 from jpki_sim.transport.inprocess import InProcessTransport
 from jpki_sim.transport.pcscd import READER_LOCK_HELD_ENV as LOCK_HELD_ENV
 from jpki_sim.transport.replay import ReplayCard

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
+from jpki_sim import trace
 from jpki_sim.iso7816.errors import PinError
 from jpki_sim.issuer import presets as profiles
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.client import JpkiClient
 from jpki_sim.profiles.jpki.signing import digest_info
-from jpki_sim.trace import model as trace
 from jpki_sim.transport.inprocess import InProcessTransport
 from jpki_sim.transport.replay import ReplayCard, ReplayDivergence, ReplayTransport
 from jpki_sim.vectors import loader, recorder, runner

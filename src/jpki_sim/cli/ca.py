@@ -105,7 +105,8 @@ def run_ocsp(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
     from jpki_sim.errors import UserError
-    from jpki_sim.issuer.ca import DEFAULT_PORT, TestCA, make_ocsp_server
+    from jpki_sim.issuer.ca import TestCA
+    from jpki_sim.issuer.ocsp import DEFAULT_PORT, make_ocsp_server
 
     ca = TestCA.open(args.ca)
     port = args.port if args.port is not None else (urlsplit(ca.base_url).port or DEFAULT_PORT)

@@ -249,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
 
     tracers: list[_Tracer] = []
     if args.trace:
-        from jpki_sim.trace.model import TraceWriter
+        from jpki_sim.trace.writer import TraceWriter
 
         for (label, _), path in zip(stores, _trace_paths(args.trace, len(stores)), strict=True):
             try:

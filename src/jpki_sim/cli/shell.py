@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from jpki_sim.errors import UserError
     from jpki_sim.shell.session import Shell
     from jpki_sim.shell.target import CardTarget
-    from jpki_sim.trace.model import TraceWriter
+    from jpki_sim.trace.writer import TraceWriter
 
     if args.trace_keep_pins and not args.trace:
         raise UserError("--trace-keep-pins needs --trace FILE")

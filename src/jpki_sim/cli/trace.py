@@ -54,7 +54,7 @@ def configure(sub: Any) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from jpki_sim.trace import model as trace
+    from jpki_sim import trace
 
     t = trace.load(args.file, args.from_form)
     if args.json:
@@ -73,7 +73,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from jpki_sim.trace import model as trace
+    from jpki_sim import trace
 
     t = trace.load(args.input, args.from_form)
     if args.keep_pins:

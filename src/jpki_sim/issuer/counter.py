@@ -10,7 +10,6 @@ injected key source, so tests can put a card in any state of its life quickly.
 from __future__ import annotations
 
 import copy
-import hmac
 import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping
@@ -21,11 +20,12 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki_sim.card.pins import PinState
+from jpki_sim.card.pins import PinState, RetryCounter
 from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import lifecycle
-from jpki_sim.issuer.ca import TestCA, Which
+from jpki_sim.issuer.ca import TestCA
+from jpki_sim.issuer.certprofile import Which
 from jpki_sim.issuer.lifecycle import Clock
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki import mynumber
@@ -423,42 +423,54 @@ def _iso(d: date | None) -> str | None:
 # ---------------------------------------------------------------- PINs at the counter
 
 
-def verify_pin(store: CardStore, which: str, candidate: str) -> None:
+class PinRefused(UserError):
+    """The counter terminal's PIN check failed: wrong (with tries left) or blocked."""
+
+    def __init__(self, pin: str, label: str, tries_left: int, *, blocked_before: bool) -> None:
+        self.pin = pin
+        self.tries_left = tries_left
+        self.blocked = tries_left == 0
+        if blocked_before:
+            text = f"the {label} is blocked: reset it first (card reset-pin --pin {pin})"
+        else:
+            more = "blocked now" if tries_left == 0 else (
+                f"{tries_left} {'try' if tries_left == 1 else 'tries'} left")
+            text = f"wrong {label}: {more}"
+        super().__init__(text)
+
+
+def pin_counter(store: CardStore[CardState], which: str) -> RetryCounter:
+    """PIN ``which``'s counter on the card: the one retry-counter rule, as the chip has it."""
+    return RetryCounter(lambda: store.state.pins[which], store,
+                        check_format=jpki.PIN_POLICIES[which].accepts, name=which)
+
+
+def verify_pin(store: CardStore[CardState], which: str, candidate: str) -> None:
     """Check a holder's PIN against the card as the counter terminal does.
 
     The try is spent and saved before the comparison, so nothing (a crash, a
-    kill) can give a free try; a match restores the counter. Raises UserError
-    on a blocked or wrong PIN (the wrong one with the tries left).
+    kill) can give a free try; a match restores the counter. Raises
+    :class:`PinRefused` (with the tries left) on a blocked or wrong PIN.
     """
     check_pin(which, candidate)
-    pin = store.state.pins[which]
+    counter = pin_counter(store, which)
     label = jpki.PIN_POLICIES[which].label
-    if pin.value is None:
+    if not counter.is_set:
         raise UserError(f"the card has no {label} (its certificate is not carried)")
-    if pin.tries_left <= 0:
-        raise UserError(f"the {label} is blocked: reset it first (card reset-pin --pin {which})")
-    pin.tries_left -= 1
-    store.commit()
-    if hmac.compare_digest(candidate.encode(), pin.value.encode()):
-        pin.tries_left = pin.max_tries
-        store.commit()
-        return
-    left = pin.tries_left
-    more = "blocked now" if left == 0 else f"{left} {'try' if left == 1 else 'tries'} left"
-    raise UserError(f"wrong {label}: {more}")
+    if not counter.usable:
+        raise PinRefused(which, label, 0, blocked_before=True)
+    if not counter.verify(candidate.encode()):
+        raise PinRefused(which, label, counter.tries_left, blocked_before=False)
 
 
-def reset_pin(store: CardStore, which: str, new_pin: str) -> None:
+def reset_pin(store: CardStore[CardState], which: str, new_pin: str) -> None:
     """Initialise a forgotten or blocked PIN to ``new_pin`` (after the counter checks identity)."""
     if which not in jpki.PIN_POLICIES:
         raise UserError(f"no PIN called {which!r} (auth, sign or helper)")
     check_pin(which, new_pin)
     if which != "helper" and store.state.slot(which) is None:
         raise UserError(f"the card carries no {which} certificate, so it has no {which} PIN")
-    pin = store.state.pins[which]
-    pin.value = new_pin
-    pin.tries_left = pin.max_tries
-    store.commit()
+    pin_counter(store, which).reset(new_pin)
 
 
 # ---------------------------------------------------------------- renewal and re-issue

@@ -38,7 +38,7 @@ class SecretFilteringHistory(FileHistory):
 
 def _carries_pin_apdu(line: str) -> bool:
     from jpki_sim.shell.apdu_text import ApduTextError, parse_apdu_text
-    from jpki_sim.trace.model import redact_command
+    from jpki_sim.trace import redact_command
 
     text = line.strip()
     if text.lower().startswith("apdu "):

@@ -19,7 +19,9 @@ from jpki_sim.shell import admin, verbs  # noqa: F401  (they register the generi
 from jpki_sim.shell.apdu_text import ApduTextError, check_sw_pattern, sw_matches
 from jpki_sim.shell.registry import GENERIC, Outcome, QuitShell, ShellError, VerbSet
 from jpki_sim.shell.target import CardTarget
-from jpki_sim.trace.model import TraceWriter, describe_command, redact_command
+from jpki_sim.trace import redact_command
+from jpki_sim.trace.describe import describe_command
+from jpki_sim.trace.writer import TraceWriter
 
 if TYPE_CHECKING:
     from jpki_sim.profiles.base import Profile

@@ -145,7 +145,7 @@ def _trace_setup(p: ShellArgParser) -> None:
 @command("trace", "write exchanges to a JSON Lines trace: trace start FILE | trace stop",
          card=False, setup=_trace_setup, positional=[("start", "stop", "status"), PATHS])
 def do_trace(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.trace.model import TraceWriter
+    from jpki_sim.trace.writer import TraceWriter
 
     if args.action == "start":
         if not args.file:
@@ -215,7 +215,8 @@ def parse_apdu_line(spec: CommandSpec, rest: str) -> argparse.Namespace:
 @command("apdu", "send one APDU (any hex form, or the short form) and show the answer",
          setup=_apdu_setup)
 def do_apdu(shell: Shell, args: argparse.Namespace) -> Outcome | None:
-    from jpki_sim.trace.model import describe_command, redact_command
+    from jpki_sim.trace import redact_command
+    from jpki_sim.trace.describe import describe_command
 
     try:
         command_bytes = parse_apdu_text(" ".join(args.hex), raw=args.raw)

@@ -37,7 +37,8 @@ class ReplayDivergence(JpkiSimError):
 
 
 def _as_trace(trace: Trace | str | os.PathLike[str]) -> Trace:
-    from jpki_sim.trace.model import Trace, load
+    from jpki_sim.trace.formats import load
+    from jpki_sim.trace.model import Trace
 
     if isinstance(trace, Trace):
         return trace
@@ -47,7 +48,7 @@ def _as_trace(trace: Trace | str | os.PathLike[str]) -> Trace:
 def _matches(recorded: Xfer, command: bytes) -> bool:
     if not recorded.redacted:
         return recorded.command == command
-    from jpki_sim.trace.model import redact_command
+    from jpki_sim.trace import redact_command
 
     masked, _done = redact_command(command)
     return masked == recorded.command

@@ -249,7 +249,7 @@ def _mask_read(step: dict[str, Any], ef: int | None, application: bytes | None, 
 def record_file(trace_path: str | os.PathLike[str], out: str | os.PathLike[str], **kw: Any
                 ) -> Recording:
     """Record ``trace_path`` into the vector file ``out`` (checked by loading it back)."""
-    from jpki_sim.trace import model as tr
+    from jpki_sim import trace as tr
     from jpki_sim.vectors.loader import loads
 
     t = tr.load(trace_path)

@@ -157,7 +157,7 @@ def compare(step: Xfer, command: bytes, response: bytes, facts: Any,
 
 
 def _header(index: int, step: Any, command: bytes | None = None) -> str:
-    from jpki_sim.trace.model import describe_command
+    from jpki_sim.trace.describe import describe_command
 
     where = f"step {index} (line {step.line})"
     if command is not None:
