@@ -29,7 +29,6 @@ from pcsc_harness import (
     ServedCard,
     ServeProcess,
     jpki_sim_command,
-    pcsc_required,
     stored_copy,
 )
 
