@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jpki_sim.iso7816.apdu import CommandApdu, ResponseApdu, encode_sw, parse_hex
+from jpki_sim.iso7816.apdu import CommandApdu, ResponseApdu, parse_hex
 from jpki_sim.iso7816.errors import MalformedApdu
 
 H = "00B00000"  # READ BINARY header, reused below
@@ -82,7 +82,6 @@ def test_response_split_and_join() -> None:
     assert str(ResponseApdu(b"", 0x9000)) == "90 00"
     with pytest.raises(ValueError):
         ResponseApdu.parse(b"\x90")
-    assert encode_sw(0x63C2) == b"\x63\xc2"
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ import pytest
 from jpki_sim.card.store import CardStore
 from jpki_sim.iso7816 import apdu as apdu_module
 from jpki_sim.iso7816.apdu import CommandApdu
+from jpki_sim.iso7816.errors import MalformedApdu
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.build import build_card
 from pcsc_harness import PORTS, PcscSession
@@ -280,7 +281,7 @@ def test_parse_memo_gives_equal_immutable_apdus_and_keeps_no_pins() -> None:
     empty_verify = bytes.fromhex("00200080")
     CommandApdu.parse(empty_verify)
     assert empty_verify in apdu_module._PARSED  # no PIN in it: kept
-    with pytest.raises(Exception, match="Lc=2"):
+    with pytest.raises(MalformedApdu, match="Lc=2"):
         CommandApdu.parse(bytes.fromhex("00A4020C02AA"))  # malformed: still refused
 
 

@@ -315,20 +315,20 @@ def test_observer_sees_every_exchange_and_reset() -> None:
 
     class Recorder:
         def xfer(self, command: bytes, response: bytes, started: float, duration: float) -> None:
-            assert duration >= 0
-            seen.append(("xfer", command.hex(), response.hex()))
+            seen.append(("xfer", command.hex(), response.hex(), started, duration))
 
         def reset(self, atr: bytes, kind: str = "warm") -> None:
             seen.append(("reset", atr.hex(), kind))
 
     t = ScriptedTransport([("00B0000000", "6101"), ("00C0000001", "419000")])
-    c = JpkiClient(t, observer=Recorder())
+    ticks = iter([10.0, 10.5, 11.0, 11.25])  # the injected clock: start, end of each exchange
+    c = JpkiClient(t, observer=Recorder(), clock=lambda: next(ticks))
     c.transmit_apdu(bytes.fromhex("00B0000000"))
     c.view.verified.add("auth")
     c.reset()
     assert seen == [
-        ("xfer", "00b0000000", "6101"),
-        ("xfer", "00c0000001", "419000"),
+        ("xfer", "00b0000000", "6101", 10.0, 0.5),
+        ("xfer", "00c0000001", "419000", 11.0, 0.25),
         ("reset", jpki.ATR.hex(), "warm"),
     ]
     assert c.view.verified == set() and t.resets == 1

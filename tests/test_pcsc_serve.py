@@ -174,7 +174,7 @@ def test_bridge_comes_back_after_pcscd_restarts(
 ) -> None:
     """pcscd goes away and comes back: the bridge reconnects by itself."""
     stop_pcscd(pcscd_session)
-    assert vpcd_reader.bridge.attached.wait(0) is False or _detached(vpcd_reader)
+    assert _detached(vpcd_reader)  # vpcd went with pcscd: the bridge noticed
     # from here on this session owns pcscd (and stops it at the end)
     pcscd_session.started = pcscd.Pcscd(log_path=tmp_path / "pcscd.log").start()
     pcscd.wait_for_readers([vpcd_reader.reader], timeout=10)

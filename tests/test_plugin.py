@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -209,3 +210,35 @@ def test_readme_shows_the_tested_example() -> None:
     assert blocks[0].strip() == READER_PROGRAM.strip()
     assert blocks[1].strip() == READER_TEST.strip()
     assert len(READER_TEST.strip().splitlines()) <= 10
+
+
+def test_sim_card_takes_any_registered_profile(pytester: pytest.Pytester) -> None:
+    import generic_card
+
+    pytester.syspathinsert(str(Path(generic_card.__file__).parent))
+    pytester.makeconftest("import generic_card\nfrom jpki_sim.profiles import registry\n"
+                          "registry.register(generic_card.PROFILE, replace=True)\n")
+    pytester.makepyfile(textwrap.dedent('''
+        import pytest
+
+
+        def test_generic_by_option(sim_card):
+            assert sim_card.profile.name == "generic"
+            assert sim_card.transmit("00A4040C06F06A73696D01") == bytes.fromhex("9000")
+            assert sim_card.client.pin_status("user") == 3
+
+
+        @pytest.mark.sim_card(profile="generic", preset="blocked")
+        def test_generic_blocked(sim_card):
+            assert sim_card.client.pin_status("user") == 0
+
+
+        @pytest.mark.sim_card(profile="jpki")
+        def test_jpki_by_marker(sim_card):
+            assert sim_card.client.token_label() == "JPKIAPICCTOKEN2"
+    '''))
+    result = pytester.runpytest("-q", "--jpki-sim-profile", "generic")
+    result.assert_outcomes(passed=3)
+    result = pytester.runpytest("-q", "--jpki-sim-profile", "nope")
+    result.stdout.fnmatch_lines(["*sim_card: no card profile 'nope'*"])
+    assert result.ret != 0

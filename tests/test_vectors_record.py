@@ -114,11 +114,9 @@ def test_recorded_vectors_fail_on_another_card(recorded: tuple[Path, dict[str, A
 
 
 def test_replay_transport_serves_the_session_back(recorded: tuple[Path, dict[str, Any]]) -> None:
-    from jpki_sim.iso7816.transport import Transport
-
     path, seen = recorded
     player = ReplayTransport(path)
-    assert isinstance(player, Transport) and player.name == "replay:default card"
+    assert player.name == "replay:default card"
     again = session(JpkiClient(player))
     assert again == seen  # the same certificates, signatures, facts, tries
     assert player.finished

@@ -200,10 +200,6 @@ class Card:
         if not self.is_satisfied(rule, df):
             raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
 
-    def referenced_ef(self, p2: int) -> ElementaryFile:
-        """The EF P2 of a VERIFY-like command names, by the profile's reference rule."""
-        return self.references(self, p2)
-
     def referenced_key(self, p2: int) -> tuple[DedicatedFile, KeyEF]:
         """The key EF P2 names (6A88 when it names something else), with its DF."""
         ef = self.references(self, p2)

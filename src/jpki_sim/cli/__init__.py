@@ -14,24 +14,14 @@ Errors: :class:`jpki_sim.errors.UserError` (bad input) prints one line
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from jpki_sim import __version__
+from jpki_sim.cli import apdu, bench, ca, card, doctor, profiles, serve, shell, trace, vectors
 
 #: sub-command modules, in the order their commands appear in --help
-COMMAND_MODULES = (
-    "card",
-    "apdu",
-    "serve",
-    "doctor",
-    "shell",
-    "trace",
-    "vectors",
-    "ca",
-    "bench",
-)
+COMMAND_MODULES = (card, apdu, serve, doctor, shell, trace, vectors, ca, profiles, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"jpki-sim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"jpki_sim.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"jpki_sim.cli.{name}":
-                continue  # command not built yet
-            raise
+    for module in COMMAND_MODULES:
         module.configure(sub)
     return parser
 

@@ -205,9 +205,6 @@ def _status_table(doc: dict[str, Any], path: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    def yes(flag: Any) -> str:
-        return "-" if flag is None else ("yes" if flag else "no")
-
     console = Console()
     h = doc["holder"]
     table = Table(title=f"{path} as of {doc['as_of']}", show_header=True, title_justify="left")

@@ -49,6 +49,9 @@ def configure(sub: Any) -> None:
                           "(wrong PINs, changed PINs)")
     run.add_argument("-k", dest="pattern", metavar="PATTERN",
                      help="only vectors whose feature/id contains PATTERN (globs, 'not', 'or')")
+    run.add_argument("--profile", metavar="NAME",
+                     help="only vectors of this kind of card (their files' card_profile); with "
+                          "--reader, the kind of card in the reader (default jpki)")
     run.add_argument("--junit", metavar="FILE", help="write JUnit XML to FILE")
     run.add_argument("--json", action="store_true", help="print the report as JSON")
     run.add_argument("-q", "--quiet", action="store_true",
@@ -59,6 +62,7 @@ def configure(sub: Any) -> None:
                           description="Load and check vector files, list their vectors.")
     lst.add_argument("paths", nargs="*", metavar="PATH")
     lst.add_argument("-k", dest="pattern", metavar="PATTERN")
+    lst.add_argument("--profile", metavar="NAME", help="only vectors of this kind of card")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=list_vectors)
 
@@ -75,7 +79,11 @@ def configure(sub: Any) -> None:
                      help="vector file to write ('-' for stdout)")
     rec.add_argument("--id", dest="vector_id", help="vector id (default: from the trace's name)")
     rec.add_argument("--purpose", help="one-line purpose of the vector")
-    rec.add_argument("--profile", default="default", help="card profile to replay against")
+    rec.add_argument("--profile", default="jpki", metavar="NAME",
+                     help="the kind of card the trace was taken from (default jpki)")
+    rec.add_argument("--preset", default="default", metavar="NAME",
+                     help="the starting card the vector replays against (the vector's "
+                          "\"profile\"; default: default)")
     rec.add_argument("--json", action="store_true", help="print what was masked as JSON")
     rec.set_defaults(func=record_vectors)
 
@@ -95,6 +103,16 @@ def configure(sub: Any) -> None:
 
 
 # ---------------------------------------------------------------- run
+
+
+def _of_profile(vectors: list[Any], profile: str | None) -> list[Any]:
+    """The vectors of one kind of card (all when ``profile`` is None)."""
+    if profile is None:
+        return vectors
+    from jpki_sim.profiles import registry
+
+    registry.get(profile)  # a mistyped name is an error, not an empty selection
+    return [v for v in vectors if v.card_profile == profile]
 
 
 def _pins(items: list[str]) -> dict[str, str]:
@@ -118,7 +136,7 @@ def run_vectors(args: argparse.Namespace) -> int:
     if args.port is not None and not args.pcsc:
         raise UserError("--port goes with --pcsc")
     files = loader.load_suite(args.paths or None)
-    vectors = runner.select(loader.all_vectors(files), args.pattern)
+    vectors = _of_profile(runner.select(loader.all_vectors(files), args.pattern), args.profile)
     if not vectors:
         print(f"jpki-sim: no vectors selected{f' by -k {args.pattern!r}' if args.pattern else ''}",
               file=sys.stderr)
@@ -127,16 +145,17 @@ def run_vectors(args: argparse.Namespace) -> int:
     session = None
     target: Any
     if args.pcsc:
-        from jpki_sim.issuer import presets as profiles
-        from jpki_sim.vectors.targets import ServedSession, ServedTarget
+        from jpki_sim.vectors.targets import InProcessTarget, ServedSession, ServedTarget
 
-        first, _store = profiles.card(vectors[0].profile)
-        session = ServedSession(first, port=args.port)
+        # the first vector's card attaches the reader; each vector then swaps in its own
+        first = InProcessTarget()
+        first.start(vectors[0])
+        session = ServedSession(first.card, port=args.port)
         target = ServedTarget(session.bridge, session.reader)
     elif args.reader:
         from jpki_sim.vectors.targets import ReaderTarget
 
-        target = ReaderTarget(args.reader, _pins(args.pin))
+        target = ReaderTarget(args.reader, _pins(args.pin), card_profile=args.profile or "jpki")
     else:
         from jpki_sim.vectors.targets import InProcessTarget
 
@@ -203,19 +222,23 @@ def _play(vectors: list[Any], target: Any, args: argparse.Namespace) -> Any:
 def list_vectors(args: argparse.Namespace) -> int:
     from jpki_sim.vectors import loader, runner
 
-    vectors = runner.select(loader.all_vectors(loader.load_suite(args.paths or None)),
-                            args.pattern)
+    vectors = _of_profile(
+        runner.select(loader.all_vectors(loader.load_suite(args.paths or None)), args.pattern),
+        args.profile,
+    )
     if args.json:
         import json
 
-        rows = [{"id": v.id, "feature": v.feature, "profile": v.profile, "purpose": v.purpose,
+        rows = [{"id": v.id, "feature": v.feature, "card_profile": v.card_profile,
+                 "profile": v.profile, "purpose": v.purpose,
                  "destructive": v.destructive, "setup": v.needs_setup, "where": v.where}
                 for v in vectors]
         print(json.dumps(rows, ensure_ascii=False, indent=1))
         return 0
     for v in vectors:
         flags = ("!" if v.destructive else " ") + ("*" if v.needs_setup else " ")
-        print(f"{flags} {v.feature}/{v.id:<42} {v.profile:<12} {v.purpose}")
+        card = f"{v.card_profile}/{v.profile}"
+        print(f"{flags} {v.feature}/{v.id:<42} {card:<17} {v.purpose}")
     print(f"{len(vectors)} vectors (! destructive on a real card, * needs an emulated card)")
     return 0
 
@@ -224,11 +247,20 @@ def list_vectors(args: argparse.Namespace) -> int:
 
 
 def record_vectors(args: argparse.Namespace) -> int:
-    from jpki_sim.issuer import presets as profiles
+    from jpki_sim.errors import UserError
+    from jpki_sim.profiles import registry
     from jpki_sim.vectors.recorder import record_file
 
-    profiles.get(args.profile)
-    kw: dict[str, Any] = {"profile": args.profile}
+    try:
+        profile = registry.get(args.profile)
+    except UserError:
+        raise UserError(f"--profile names the kind of card ({', '.join(registry.names())}); "
+                        f"the starting card is --preset") from None
+    presets = profile.hook("presets")()
+    if args.preset not in presets.names():
+        raise UserError(f"no {profile.name} preset {args.preset!r}; presets: "
+                        f"{', '.join(presets.names())}")
+    kw: dict[str, Any] = {"profile": args.preset, "card_profile": profile.name}
     if args.vector_id:
         kw["vector_id"] = args.vector_id
     if args.purpose:

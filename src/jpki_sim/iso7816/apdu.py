@@ -179,7 +179,3 @@ def parse_hex(text: str, what: str = "") -> bytes:
         return bytes.fromhex(cleaned)
     except ValueError:
         raise ValueError(f"not hex: {text.strip()!r}") from None
-
-
-def encode_sw(sw: int) -> bytes:
-    return bytes((sw >> 8 & 0xFF, sw & 0xFF))

@@ -7,10 +7,9 @@ the vector runner and the tests run unchanged against any of them.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 
-@runtime_checkable
 class Transport(Protocol):
     #: Human-readable name: a card file path, a reader name, "replay:FILE".
     name: str
@@ -30,7 +29,6 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
 class EmulatedCard(Protocol):
     """What the card engine offers to bridges (vpcd) and the in-process transport."""
 

@@ -116,11 +116,6 @@ def get(name: str | None = None) -> Profile:
         return register(_load(target), replace=True)
 
 
-def for_file(path: str | os.PathLike[str]) -> Profile:
-    """The profile a card file names."""
-    return get(card_store.profile_of(path))
-
-
 def open_store(path: str | os.PathLike[str]) -> card_store.CardStore[Any]:
     """The card file at ``path`` with the state schema of the profile it names."""
     doc = card_store.read_document(path)

@@ -9,7 +9,6 @@ issuer's counter terminal would. A reader only offers what a reader can do
 from __future__ import annotations
 
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 
 from jpki_sim.card.pins import RetryCounter
@@ -57,12 +56,6 @@ class CardTarget:
     @classmethod
     def open_file(cls, path: str) -> CardTarget:
         return cls.emulated(registry.open_store(path))
-
-    @classmethod
-    def open_default(cls) -> CardTarget:
-        from jpki_sim.issuer.default import open_default_card
-
-        return cls.emulated(open_default_card())
 
     @classmethod
     def open_reader(cls, reader: str, profile: str | None = None) -> CardTarget:
@@ -143,7 +136,3 @@ class CardTarget:
             self.transport.close()
         except Exception:  # closing must not hide the real outcome of a session
             pass
-
-
-def display_name(path: str | Path) -> str:
-    return Path(path).name

@@ -285,7 +285,7 @@ def do_select(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     target = args.target.lower()
     profile = shell.profile
     if target in profile.applications:
-        client.select_aid(profile.applications[target])
+        client.select_application(target)
         shell.print(f"selected application {target}")
         return Outcome(text=target)
     ef = profile.files.get(target)

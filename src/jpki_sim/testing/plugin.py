@@ -12,7 +12,12 @@ jpki-sim installed gets these fixtures:
     pcscd, vpcd or pyscard is missing; with ``JPKI_SIM_REQUIRE_PCSC=1`` that is
     a failure instead (CI).
 ``jpki_ca``
-    A test CA (:class:`jpki_sim.ca.TestCA`) in the test's temporary folder.
+    A test CA (:class:`jpki_sim.issuer.ca.TestCA`) in the test's temporary folder.
+``sim_card``
+    A fresh in-process card of any registered card profile (:class:`SimCard`):
+    ``--jpki-sim-profile NAME`` on the pytest command line, or
+    ``@pytest.mark.sim_card(profile="NAME", preset="NAME")``; default the JPKI
+    card's ``default`` preset.
 
 Choosing the card::
 
@@ -46,7 +51,15 @@ MARKERS = (
     "(default, auth-only, no-certs, minor, expired, cert-expired, pin-blocked); changes: "
     "issued=, birthdate= (YYYY-MM-DD), tries={'auth': 1}, with_auth=, with_sign=",
     "jpki_date(day): the test's today (YYYY-MM-DD or a date) for jpki_card.date and .clock",
+    "sim_card(profile=None, preset='default'): the card profile (as registered, e.g. jpki) "
+    "and the preset of the sim_card fixture",
 )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("jpki-sim", "jpki-sim emulated cards")
+    group.addoption("--jpki-sim-profile", metavar="NAME", default=None,
+                    help="the card profile of the sim_card fixture (default jpki)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,25 +78,25 @@ class JpkiCard:
     profile: str
     #: the test's today (``jpki_date`` marker, else the profile's reference date)
     date: date
-    #: :class:`jpki_sim.engine.Card`: the card itself (power, process)
+    #: :class:`jpki_sim.card.engine.Card`: the card itself (power, process)
     card: Any
-    #: :class:`jpki_sim.state.CardStore`: its state (PIN counters, certificates)
+    #: :class:`jpki_sim.card.store.CardStore`: its state (PIN counters, certificates)
     store: Any
-    #: :class:`jpki_sim.inprocess.InProcessTransport` to the card
+    #: :class:`jpki_sim.transport.inprocess.InProcessTransport` to the card
     transport: Any
-    #: :class:`jpki_sim.client.JpkiClient` over :attr:`transport`
+    #: :class:`jpki_sim.profiles.jpki.client.JpkiClient` over :attr:`transport`
     client: Any
     #: the PIN values (auth, sign, helper) it was issued with
     pins: dict[str, str] = field(default_factory=dict)
 
     @property
     def state(self) -> Any:
-        """:class:`jpki_sim.state.CardState` (live: counters change as the test runs)."""
+        """The :class:`~jpki_sim.profiles.jpki.state.CardState`, live (counters change)."""
         return self.store.state
 
     @property
     def clock(self) -> Any:
-        """A :class:`jpki_sim.lifecycle.FixedClock` at :attr:`date`."""
+        """A :class:`jpki_sim.issuer.lifecycle.FixedClock` at :attr:`date`."""
         from jpki_sim.issuer.lifecycle import FixedClock
 
         return FixedClock(self.date)
@@ -245,6 +258,60 @@ def jpki_reader(request: pytest.FixtureRequest, _jpki_vpcd_session: Any) -> Jpki
     reader = JpkiReader(_jpki_vpcd_session.reader)
     reader.card = card
     return reader
+
+
+# ---------------------------------------------------------------- any card profile
+
+
+@dataclass
+class SimCard:
+    """A fresh emulated card of any registered profile, for one test."""
+
+    #: :class:`jpki_sim.profiles.base.Profile` it was built by
+    profile: Any
+    #: the preset it started from
+    preset: str
+    #: :class:`jpki_sim.card.engine.Card`
+    card: Any
+    #: :class:`jpki_sim.card.store.CardStore` (in memory): its state, live
+    store: Any
+    #: :class:`jpki_sim.transport.inprocess.InProcessTransport`
+    transport: Any
+    #: the profile's client over :attr:`transport` (generic: CardClient)
+    client: Any
+
+    def transmit(self, apdu: bytes | str) -> bytes:
+        raw = bytes.fromhex("".join(apdu.split())) if isinstance(apdu, str) else apdu
+        response: bytes = self.transport.transmit(raw)
+        return response
+
+
+@pytest.fixture
+def sim_card(request: pytest.FixtureRequest) -> SimCard:
+    """A fresh in-process card of the profile chosen by marker or ``--jpki-sim-profile``."""
+    from jpki_sim.card.store import CardStore
+    from jpki_sim.errors import UserError
+    from jpki_sim.profiles import registry
+    from jpki_sim.transport.inprocess import InProcessTransport
+
+    marker = request.node.get_closest_marker("sim_card")
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    name = kwargs.pop("profile", None) or request.config.getoption("--jpki-sim-profile")
+    preset = kwargs.pop("preset", "default")
+    if kwargs:
+        raise pytest.UsageError(f"sim_card: unknown argument(s) {', '.join(kwargs)}")
+    try:
+        profile = registry.get(name)
+        presets = profile.hook("presets")()
+        if preset not in presets.names():
+            raise UserError(f"no {profile.name} preset {preset!r}; presets: "
+                            f"{', '.join(presets.names())}")
+    except UserError as exc:
+        raise pytest.UsageError(f"sim_card: {exc}") from None
+    store = CardStore(profile.state, presets.state(preset))
+    card = profile.build(store)
+    transport = InProcessTransport(card, name=f"sim_card[{profile.name}:{preset}]")
+    return SimCard(profile, preset, card, store, transport, profile.client(transport))
 
 
 # ---------------------------------------------------------------- the test CA

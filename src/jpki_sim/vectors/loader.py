@@ -290,9 +290,13 @@ def _xfer(obj: dict[str, Any], lineno: int, card: CardProfile) -> Xfer:
         raise VectorError(f"{lineno}: xfer needs a \"command\" (hex)")
     command = "".join(command.split()).upper().replace("{PIN:", "{pin:").replace(
         "{WRONG-PIN:", "{wrong-pin:")
-    command = re.sub(r"\{(pin|wrong-pin):([A-Z]+)\}", lambda m: "{" + m.group(1) + ":"
+    command = re.sub(r"\{(pin|wrong-pin):([A-Z][A-Z0-9-]*)\}", lambda m: "{" + m.group(1) + ":"
                      + m.group(2).lower() + "}", command)
     _hex(TEMPLATE.sub("", command), "command", lineno)
+    strangers = sorted({m.group(2) for m in TEMPLATE.finditer(command)} - set(card.pins))
+    if strangers:
+        raise VectorError(f"{lineno}: no PIN {strangers[0]!r} on the {card.name} card "
+                          f"(its PINs: {', '.join(card.pins)})")
     if obj.get("redacted"):
         raise VectorError(f"{lineno}: a redacted command cannot be played; use {{pin:NAME}}")
     data: bytes | None = None

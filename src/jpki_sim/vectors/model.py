@@ -32,7 +32,7 @@ ADMIN_ACTIONS = ("reset-pin", "set-tries")
 POWER_EVENTS = ("power-off", "power-on", "reset")
 
 #: ``{pin:auth}`` / ``{wrong-pin:sign}`` in a command: Lc and the PIN's ASCII bytes
-TEMPLATE = re.compile(r"\{(pin|wrong-pin):(auth|sign|helper)\}")
+TEMPLATE = re.compile(r"\{(pin|wrong-pin):([a-z][a-z0-9-]*)\}")
 
 
 class SwPattern:

@@ -30,11 +30,6 @@ from jpki_sim.vectors.model import FORMAT, VERSION
 
 CERT_FIDS = {jpki.EF_AUTH_CERT, jpki.EF_SIGN_CERT, jpki.EF_AUTH_CA_CERT, jpki.EF_SIGN_CA_CERT}
 KEY_NAMES = {jpki.EF_AUTH_KEY: "auth", jpki.EF_SIGN_KEY: "sign"}
-PIN_NAMES = {
-    (jpki.JPKI_AID, jpki.EF_AUTH_PIN): "auth",
-    (jpki.JPKI_AID, jpki.EF_SIGN_PIN): "sign",
-    (jpki.HELPER_AID, jpki.EF_HELPER_PIN): "helper",
-}
 #: what a PIN is changed to when a trace hid the new value: the PIN it already had
 CHANGE_PLACEHOLDER = "{pin:%s}"
 
@@ -59,6 +54,13 @@ class Recording:
     vector: dict[str, Any]
     steps: list[dict[str, Any]] = field(default_factory=list)
     masked: dict[str, int] = field(default_factory=dict)
+    #: the card's PINs: (AID, PIN EF) for those VERIFY reaches through the current EF,
+    #: (AID, P2) for those P2 names alone
+    pins: dict[tuple[bytes, Any], str] = field(default_factory=dict)
+
+    def pin_at(self, application: bytes | None, ef: int | None, p2: int) -> str | None:
+        aid = application or b""
+        return self.pins.get((aid, ef)) or self.pins.get((aid, ("p2", p2)))
 
     def note(self, what: str) -> None:
         self.masked[what] = self.masked.get(what, 0) + 1
@@ -92,19 +94,29 @@ def record(
     purpose: str | None = None,
     profile: str = "default",
     feature: str = "recorded",
+    card_profile: str = "jpki",
 ) -> Recording:
-    """The vector file (one vector) that replays ``trace`` against a fresh ``profile`` card."""
+    """The vector file (one vector) that replays ``trace`` against a fresh ``profile`` card.
+
+    ``profile`` is the starting card (a preset of ``card_profile``, the kind of card).
+    """
     from jpki_sim.vectors.loader import ID_PATTERN
 
     if not ID_PATTERN.fullmatch(vector_id):
         raise UserError(f"vector id {vector_id!r}: use lower-case letters, digits, '.', '-'")
     rec = Recording(
         header={"format": FORMAT, "version": VERSION, "feature": feature,
-                "title": f"recorded from a trace of {trace.card or 'a card'}"},
+                "title": f"recorded from a trace of {trace.card or 'a card'}",
+                **({} if card_profile == "jpki" else {"card_profile": card_profile})},
         vector={"vector": vector_id,
                 "purpose": purpose or f"replays a session recorded {trace.created or ''}".strip(),
                 "profile": profile},
     )
+    from jpki_sim.profiles import registry
+
+    card = registry.get(card_profile)
+    for name, where in card.pin_addresses().items():
+        rec.pins[(where.aid, where.fid if where.select else ("p2", where.p2))] = name
     view = _View()
     powered = True
     destructive = False
@@ -174,7 +186,7 @@ def _xfer_step(e: Xfer, view: _View, rec: Recording) -> tuple[dict[str, Any], bo
         _mask_read(step, ef, view.application, offset, data, rec)
         return step, changes
     elif cla_group == 0x00 and ins in (0x20, 0x24) and apdu.data:
-        pin = PIN_NAMES.get((view.application or b"", _ef_by_p2(view, p2) or -1))
+        pin = rec.pin_at(view.application, _ef_by_p2(view, p2), p2)
         header = command[:4].hex().upper()
         compared = sw == 0x9000 or sw == 0x6984 or sw & 0xFFF0 == 0x63C0
         if ins == 0x20 and compared:
