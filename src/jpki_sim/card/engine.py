@@ -207,7 +207,8 @@ class Card:
             raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
         return self.current_df, ef
 
-    def _pin_ef(self, p2: int) -> tuple[DedicatedFile, PinEF]:
+    def referenced_pin(self, p2: int) -> tuple[DedicatedFile, PinEF]:
+        """The PIN EF P2 names (6A88 when it names something else), with its DF."""
         ef = self.references(self, p2)
         if not isinstance(ef, PinEF) or self.current_df is None:
             raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
@@ -291,7 +292,7 @@ def read_binary(card: Card, apdu: CommandApdu) -> bytes:
 def verify(card: Card, apdu: CommandApdu) -> bytes:
     if apdu.p1 != I.P1_VERIFY:
         raise CardError(SW.INCORRECT_P1P2)
-    df, ef = card._pin_ef(apdu.p2)
+    df, ef = card.referenced_pin(apdu.p2)
     pin = ef.pin
     if not apdu.data:
         # retry query: always 63Cx, even when verified (clients rely on it)
@@ -309,7 +310,7 @@ def verify(card: Card, apdu: CommandApdu) -> bytes:
 def change_reference_data(card: Card, apdu: CommandApdu) -> bytes:
     if apdu.p1 != I.P1_CHANGE_NEW_ONLY:  # only "new value, old one verified before"
         raise CardError(SW.INCORRECT_P1P2)
-    df, ef = card._pin_ef(apdu.p2)
+    df, ef = card.referenced_pin(apdu.p2)
     if not apdu.data:
         raise CardError(SW.WRONG_LENGTH)
     if not ef.pin.usable:
