@@ -22,6 +22,8 @@ from jpki_sim.card.files import (
     pin_verified,
 )
 from jpki_sim.card.pins import PinState, RetryCounter
+from jpki_sim.iso7816.errors import CardError
+from jpki_sim.iso7816.sw import SW
 
 AID_A = bytes.fromhex("A000000001")
 AID_B = bytes.fromhex("A000000002")
@@ -462,3 +464,60 @@ class PinMachine(RuleBasedStateMachine):
 
 TestPinMachine = PinMachine.TestCase
 TestPinMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+# ---------------------------------------------------------------- what a profile chooses
+
+
+def test_select_p2_00_returns_the_fci_the_profile_gave() -> None:
+    fci_df = bytes.fromhex("6F 07 84 05 A0 00 00 00 01".replace(" ", ""))
+    fci_ef = bytes.fromhex("62 03 80 01 10".replace(" ", ""))
+    df = DedicatedFile(AID_A, "a", [TransparentEF(0x0001, b"x", fci=fci_ef),
+                                    TransparentEF(0x0002, b"y")], fci=fci_df)
+    card = Card(bytes.fromhex("3B00"), [df])
+    card.power_on()
+    assert tx(card, "00A4040005" + AID_A.hex()) == (fci_df, "9000")  # P2=00: FCI
+    assert tx(card, "00A4040C05" + AID_A.hex()) == (b"", "9000")  # P2=0C: nothing
+    assert tx(card, "00A4020002" + "0001") == (fci_ef, "9000")
+    assert tx(card, "00A4020002" + "0002") == (b"", "9000")  # an EF without FCI
+
+
+def test_duplicate_fids_short_ids_and_aids_are_refused_when_the_card_is_built() -> None:
+    with pytest.raises(ValueError, match="two EFs with file identifier 0001"):
+        DedicatedFile(AID_A, "a", [TransparentEF(0x0001, b"x"), TransparentEF(0x0001, b"y")])
+    with pytest.raises(ValueError, match="two EFs with short identifier 05"):
+        DedicatedFile(AID_A, "a", [TransparentEF(0x0005, b"x"),
+                                   TransparentEF(0x0105, b"y", sfi=5)])
+    a = DedicatedFile(AID_A, "a", [])
+    with pytest.raises(ValueError, match="two applications with AID A000000001"):
+        Card(bytes.fromhex("3B00"), [a, DedicatedFile(AID_A, "again", [])])
+
+
+def test_a_profile_adds_instructions_of_any_class_and_replaces_iso_ones() -> None:
+    from jpki_sim.iso7816.ins import instruction_key
+
+    def get_data_odd(card: Card, apdu: object) -> bytes:
+        return b"\x53\x01\x2a"
+
+    def no_reads(card: Card, apdu: object) -> bytes:
+        raise CardError(SW.COMMAND_NOT_ALLOWED)
+
+    plain, _, _ = make_card()
+    assert tx(plain, "00CB3FFF00")[1] == "6D00"  # not an engine instruction
+    assert tx(plain, "00870000")[1] == "6D00"
+    card = Card(bytes.fromhex("3B00"), [DedicatedFile(AID_A, "a", [TransparentEF(1, b"z")])],
+                instructions={instruction_key(0x00, 0xCB): get_data_odd,
+                              instruction_key(0x00, 0xB0): no_reads})
+    card.power_on()
+    assert tx(card, "00CB3FFF00") == (b"\x53\x01\x2a", "9000")
+    tx(card, "00A4040C05" + AID_A.hex())
+    tx(card, "00A4020C020001")
+    assert tx(card, "00B0000001")[1] == "6900"  # the profile's READ BINARY replaced ISO's
+    assert tx(card, "80CB3FFF00")[1] == "6D00"  # a proprietary class is another key
+
+
+def test_every_status_word_the_engine_answers_is_an_enum_member() -> None:
+    card, _, _ = make_card()
+    answers = {tx(card, h)[1] for h in ("FFA40000", "01A40000", "0CB00000", "10A40000",
+                                        "20A40000", "00EE0000", "00A4", "00200080")}
+    assert all(SW(int(a, 16)) for a in answers)

@@ -232,10 +232,10 @@ class CardFactory:
 
     def card(self, name: str | Preset) -> tuple[Card, CardStore]:
         """A fresh, powered-on JPKI card of preset ``name`` and its (in-memory) store."""
-        from jpki_sim.profiles.jpki.build import build_card
+        from jpki_sim.profiles import registry
 
         store = self.store(name)
-        card = build_card(store)
+        card = registry.get("jpki").build(store)
         card.power_on()
         return card, store
 
