@@ -1,4 +1,4 @@
-"""Sample EFs of the card, assembled by hand from the layouts (shared by the TLV and record tests)."""
+"""Sample EFs of the card, assembled by hand from the layouts (TLV and record tests)."""
 
 # EF 0002 of the helper application for the seeds' holder, assembled by hand:
 #   FF 20 59                      outer object, 89 bytes, short length form
