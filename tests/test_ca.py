@@ -170,7 +170,7 @@ def test_sign_certificate_profile(test_ca: TestCA, sign_der: bytes) -> None:
         "1.2.392.200149.8.5.5.3": "2",
         "1.2.392.200149.8.5.5.4": "419930331",  # 平成 (era 4), 1993-03-31
         "1.2.392.200149.8.5.5.5": "北海道小樽市花園２丁目１２番１号",
-        "1.2.392.200149.8.5.5.6": "00000",
+        "1.2.392.200149.8.5.5.6": "0" * 16,  # one flag per character of the address
     }
     dps = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert dps[0].full_name is not None

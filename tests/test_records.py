@@ -16,6 +16,9 @@ from card_samples import HANAKO_BASIC_INFO, MY_NUMBER_EF
 from jpki_sim.iso7816 import tlv
 from jpki_sim.iso7816.tlv import TlvError
 from jpki_sim.profiles.jpki import records
+from jpki_sim.profiles.jpki import records_cv as rcv
+from jpki_sim.profiles.jpki import records_helper as rhelper
+from jpki_sim.profiles.jpki import records_surface as rsurface
 from jpki_sim.profiles.jpki.certinfo import describe_certificate
 from jpki_sim.profiles.jpki.state import Identity
 from jpki_sim.testing import strategies as jst
@@ -238,18 +241,121 @@ def test_helper_decoders_fail_cleanly(noise: bytes, pos: int, byte: int) -> None
 
 #: every codec's vectors, kept beside it in the package
 CODEC_VECTORS = sorted(Path(records.__file__).resolve().parents[2].rglob("*.vectors.json"))
-_CODECS = {
+
+
+def _bytes(text: str) -> bytes:
+    """Hex in parts separated by spaces; a part ``HH*N`` is the byte HH N times."""
+    out = b""
+    for part in text.split():
+        byte, _, count = part.partition("*")
+        out += bytes.fromhex(byte) * int(count) if count else bytes.fromhex(byte)
+    return out
+
+
+def _key(f: dict[str, Any]) -> rcv.RsaPublicKey:
+    return rcv.RsaPublicKey(f["exponent"], int.from_bytes(_bytes(f["modulus"]), "big"))
+
+
+def _key_fields(key: rcv.RsaPublicKey) -> dict[str, Any]:
+    return {"exponent": key.exponent, "modulus": key.modulus.to_bytes(256, "big")}
+
+
+def _id(text: str) -> bytes:
+    number, group = text.split("/")
+    return rcv.key_id(number, group)
+
+
+def _cv_fields(d: rcv.CvCertificate) -> dict[str, Any]:
+    return {"issuer": rcv.key_id_text(d["issuer_key_id"]),
+            "subject": rcv.key_id_text(d["subject_key_id"]),
+            **_key_fields(d["public_key"]), "signature": d["signature"]}  # fmt: skip
+
+
+def _face(f: dict[str, Any]) -> bytes:
+    b = {k: _bytes(f[k]) for k in ("name_png", "address_png", "photo", "signature",
+                                   "security_code_png")}  # fmt: skip
+    return rsurface.encode_card_face(f["birthdate"], f["sex"], _key(f), b["name_png"],
+                                     b["address_png"], b["photo"], b["signature"], f["expiry"],
+                                     b["security_code_png"])  # fmt: skip
+
+
+def _face_fields(d: rsurface.CardFace) -> dict[str, Any]:
+    return {"birthdate": d["birthdate_text"], "sex": d["sex"], **_key_fields(d["public_key"]),
+            "name_png": d["name_png"], "address_png": d["address_png"], "photo": d["photo"],
+            "signature": d["signature"], "expiry": d["expiry_text"],
+            "security_code_png": d["security_code_png"]}  # fmt: skip
+
+
+#: codec name: (encode fields, decode to fields, the fields that are bytes in the notation)
+_CODECS: dict[str, tuple[Any, Any, tuple[str, ...]]] = {
     "helper_my_number": (lambda f: records.encode_helper_my_number(f["number"]),
-                         lambda b: {"number": records.decode_helper_my_number(b)}),
+                         lambda b: {"number": records.decode_helper_my_number(b)}, ()),
     "helper_basic_info": (
         lambda f: records.encode_helper_basic_info(f["name"], f["address"], f["birthdate"],
                                                    f["sex"]),
         lambda b: {k: v for k, v in records.decode_helper_basic_info(b).items()
                    if k in ("name", "address", "sex")}
-        | {"birthdate": records.decode_helper_basic_info(b)["birthdate_text"]}),
+        | {"birthdate": records.decode_helper_basic_info(b)["birthdate_text"]}, ()),
     "token_info": (lambda f: records.encode_token_info(f["label"], f["serial"]),
-                   lambda b: {k: records.decode_token_info(b)[k] for k in ("label", "serial")}),
-}
+                   lambda b: {k: records.decode_token_info(b)[k] for k in ("label", "serial")},
+                   ()),
+    # ---- records_cv
+    "rsa_public_key": (lambda f: rcv.encode_rsa_public_key(_key(f)),
+                       lambda b: _key_fields(rcv.decode_rsa_public_key(b)), ("modulus",)),
+    "key_id": (lambda f: _id(f["text"]), lambda b: {"text": rcv.key_id_text(b)}, ()),
+    "cv_certificate": (
+        lambda f: rcv.encode_cv_certificate(_id(f["issuer"]), _id(f["subject"]), _key(f),
+                                            _bytes(f["signature"])),
+        lambda b: _cv_fields(rcv.decode_cv_certificate(b)), ("modulus", "signature")),
+    "cv_contents": (
+        lambda f: rcv.cv_contents(rcv.encode_cv_certificate(
+            _id(f["issuer"]), _id(f["subject"]), _key(f), _bytes(f["signature"]))),
+        lambda b: _cv_fields(rcv.decode_cv_certificate(b)), ("modulus", "signature")),
+    # ---- records_helper
+    "helper_integrity": (
+        lambda f: rhelper.encode_helper_integrity(_bytes(f["my_number_digest"]),
+                                                  _bytes(f["basic_info_digest"]),
+                                                  _bytes(f["signature"])),
+        lambda b: {k: v for k, v in rhelper.decode_helper_integrity(b).items() if k != "signed"},
+        ("my_number_digest", "basic_info_digest", "signature")),
+    "helper_ap_info": (
+        lambda f: rhelper.encode_helper_ap_info(_id(f["key_id"]), _bytes(f["opaque"])),
+        lambda b: {"key_id": rcv.key_id_text(rhelper.decode_helper_ap_info(b)["key_id"]),
+                   "opaque": rhelper.decode_helper_ap_info(b)["trailing"].rstrip(b"\xff")},
+        ("opaque",)),
+    "helper_session_key": (lambda f: rhelper.encode_helper_session_key(_key(f)),
+                           lambda b: _key_fields(rhelper.decode_helper_session_key(b)),
+                           ("modulus",)),
+    "helper_signed_key": (
+        lambda f: rhelper.encode_helper_signed_key(_key(f), _bytes(f["signature"])),
+        lambda b: _key_fields(rhelper.decode_helper_signed_key(b)["public_key"])
+        | {"signature": rhelper.decode_helper_signed_key(b)["signature"]},
+        ("modulus", "signature")),
+    # ---- records_surface
+    "surface_age_record": (
+        lambda f: rsurface.encode_age_record(f["birthdate"], _key(f), _bytes(f["signature"])),
+        lambda b: {"birthdate": rsurface.decode_age_record(b)["birthdate_text"],
+                   **_key_fields(rsurface.decode_age_record(b)["public_key"]),
+                   "signature": rsurface.decode_age_record(b)["signature"]},
+        ("modulus", "signature")),
+    "surface_card_face": (_face, lambda b: _face_fields(rsurface.decode_card_face(b)),
+                          ("modulus", "name_png", "address_png", "photo", "signature",
+                           "security_code_png")),
+    "surface_basic_info": (
+        lambda f: rsurface.encode_surface_basic_info(
+            _id(f["key_id"]), f["municipality"], _id(f["reference_key_id"]), _bytes(f["opaque"])),
+        lambda b: (lambda d: {"key_id": rcv.key_id_text(d["key_id"]),
+                              "municipality": d["municipality_code"],
+                              "reference_key_id": rcv.key_id_text(d["reference_key_id"]),
+                              "opaque": d["opaque"]})(rsurface.decode_surface_basic_info(b)),
+        ("opaque",)),
+    "surface_my_number_image": (
+        lambda f: rsurface.encode_my_number_image(_bytes(f["image_png"]), _key(f),
+                                                  _bytes(f["signature"])),
+        lambda b: (lambda d: {"image_png": d["image_png"], **_key_fields(d["public_key"]),
+                              "signature": d["signature"]})(rsurface.decode_my_number_image(b)),
+        ("image_png", "modulus", "signature")),
+}  # fmt: skip
 
 
 def _codec_cases() -> list[tuple[str, dict[str, Any]]]:
@@ -267,7 +373,8 @@ def test_the_vectors_beside_the_codecs_are_found() -> None:
 @pytest.mark.parametrize("case", [c for _i, c in _codec_cases()],
                          ids=[i for i, _c in _codec_cases()])
 def test_codec_vector_builds_and_parses(case: dict[str, Any]) -> None:
-    encode, decode = _CODECS[case["codec"]]
-    want = bytes.fromhex(case["hex"])
+    encode, decode, byte_fields = _CODECS[case["codec"]]
+    want = _bytes(case["hex"])
     assert encode(case["fields"]) == want
-    assert decode(want) == case["fields"]
+    expected = {k: _bytes(v) if k in byte_fields else v for k, v in case["fields"].items()}
+    assert decode(want) == expected

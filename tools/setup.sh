@@ -5,8 +5,11 @@
 #
 # Installs what is missing, and only that (so a second run is quick):
 #   - Debian packages: pcscd, vsmartcard-vpcd (the virtual reader driver), opensc,
-#     pcsc-tools, libpcsclite-dev (to build pyscard), plus python3/pip/gcc when absent;
-#   - this package with its test dependencies: pip install -e '.[test]'.
+#     pcsc-tools, libpcsclite-dev (to build pyscard), fonts-ipamj-mincho (IPAmj明朝, the
+#     card-surface images' font), plus python3/pip/gcc when absent;
+#   - this package with its test dependencies: pip install -e '.[test]';
+#   - JPEG 2000 for the card's photo: Pillow's wheels carry OpenJPEG; a Pillow built
+#     without it is rebuilt against Debian's libopenjp2-7-dev.
 # It does not start pcscd: `jpki-sim serve` does that when none runs (as root).
 # PYTHON=/path/to/python picks the interpreter (default: python, else python3).
 set -euo pipefail
@@ -26,7 +29,7 @@ fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 missing=()
-for pkg in pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev; do
+for pkg in pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev fonts-ipamj-mincho; do
     installed "$pkg" || missing+=("$pkg")
 done
 
@@ -84,6 +87,19 @@ then
 fi
 say "pip install -e '.[test]' with $PY"
 "$PY" -m pip install "${pip_args[@]}" -e '.[test]'
+
+jp2() { "$PY" -c 'import sys; from PIL import features; sys.exit(0 if features.check("jpg_2000") else 1)' >/dev/null 2>&1; }
+if ! jp2; then
+    # a Pillow built from source without OpenJPEG: build it again with the headers present
+    say "Pillow has no JPEG 2000: rebuilding it with libopenjp2-7-dev"
+    if command -v apt-get >/dev/null 2>&1; then
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends libopenjp2-7-dev libjpeg-dev zlib1g-dev libfreetype-dev \
+            >/dev/null
+    fi
+    "$PY" -m pip install "${pip_args[@]}" --force-reinstall --no-binary Pillow Pillow
+    jp2 || { say "Pillow still has no JPEG 2000 (OpenJPEG): install libopenjp2 and Pillow by hand"; exit 1; }
+fi
 
 if ! command -v jpki-sim >/dev/null 2>&1; then
     say "jpki-sim was installed outside PATH; add $("$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts"))') (or ~/.local/bin) to PATH"

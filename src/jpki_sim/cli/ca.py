@@ -1,4 +1,7 @@
-"""``jpki-sim ca``: the test CA's revocation services (CRL file, OCSP responder) and its roots."""
+"""``jpki-sim ca``: the test CA's revocation services (CRL file, OCSP responder) and its roots.
+
+The X.509 roots (auth, sign) and the CV roots of the 券面 applications (``export-cv``).
+"""
 
 from __future__ import annotations
 
@@ -45,6 +48,21 @@ def configure(sub: Any) -> None:
     p = cmds.add_parser("show", help="where the CA is, its roots and what it issued")
     _common(p)
     p.set_defaults(func=run_show)
+
+    p = cmds.add_parser(
+        "export-cv",
+        help="write the CV roots (券面 applications, MF chain) clients check signatures with",
+        description=(
+            "Write the test CV CA's three roots (MF chain 9000020/001, card surface "
+            "9000023/001, input helper 9000033/001) as self-signed CV certificates in the "
+            "card's layout (7F21 ...), concatenated; --pem writes their public keys instead."
+        ),
+    )
+    p.add_argument("--out", metavar="FILE", required=True, help="where to write the roots")
+    p.add_argument("--pem", action="store_true", help="PEM public keys, each after its key id")
+    p.add_argument("--ca", metavar="DIR", help="test CA directory (default: user data dir)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_export_cv)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -148,10 +166,47 @@ def run_ocsp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cv_roots(cv: Any) -> dict[str, dict[str, str]]:
+    from jpki_sim.profiles.jpki.records_cv import key_id_text
+
+    return {
+        name: {"key_id": key_id_text(root.key_id), "for": root.label}
+        for name, root in cv.roots.items()
+    }
+
+
+def run_export_cv(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jpki_sim.card.store import write_atomic
+    from jpki_sim.errors import UserError
+    from jpki_sim.issuer.ca import TestCA
+    from jpki_sim.issuer.cv import CvCA
+
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise UserError(f"{out}: not a file path in an existing directory")
+    cv = CvCA.open(TestCA.open(args.ca).directory)
+    data = cv.root_pem() if args.pem else cv.root_certificates()
+    try:
+        write_atomic(out, data, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+    roots = _cv_roots(cv)
+    doc = {"path": str(out), "format": "pem" if args.pem else "cv", "roots": roots}
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+    else:
+        print(f"wrote {out}: CV roots {', '.join(r['key_id'] for r in roots.values())}")
+    return 0
+
+
 def run_show(args: argparse.Namespace) -> int:
     from jpki_sim.issuer.ca import TestCA
+    from jpki_sim.issuer.cv import CvCA
 
     ca = TestCA.open(args.ca)
+    cv = CvCA.open(ca.directory)
     records = ca.records()
     doc = {
         "directory": str(ca.directory),
@@ -164,6 +219,10 @@ def run_show(args: argparse.Namespace) -> int:
             }
             for w in ("auth", "sign")
         },
+        "cv_roots": {
+            name: {**root, "file": str(cv.directory / "roots.cv")}
+            for name, root in _cv_roots(cv).items()
+        },
         "issued": len(records),
         "revoked": sum(1 for r in records if r.revoked),
     }
@@ -173,5 +232,7 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"test CA in {doc['directory']} (OCSP/CRL base {doc['base_url']})")
         for w, root in doc["roots"].items():  # type: ignore[attr-defined]
             print(f"  {w} root: {root['subject']} ({root['file']})")
+        for root in doc["cv_roots"].values():  # type: ignore[attr-defined]
+            print(f"  CV root {root['key_id']}: {root['for']} ({root['file']})")
         print(f"  {doc['issued']} certificates issued, {doc['revoked']} revoked")
     return 0

@@ -1,7 +1,8 @@
 """``jpki-sim card``: issue a card, see where it stands, and do what the municipal counter does.
 
 issue | status | renew | reset-pin | change-address | change-name, all with
-``--at DATE`` (act as of that day, Japan time) and ``--json``.
+``--at DATE`` (act as of that day, Japan time) and ``--json``; face draws the card's
+front.
 """
 
 from __future__ import annotations
@@ -125,6 +126,21 @@ def configure(sub: Any) -> None:
         p.add_argument("value", metavar=f"NEW_{what.upper()}")
         _common(p, ca=True)
         p.set_defaults(func=run_change, what=what)
+
+    # ---- face
+    p = cmds.add_parser(
+        "face",
+        help="draw the front of the card as a PNG (photo, name, address, dates, security code)",
+        description=(
+            "Draw the card's front from the card's data, as the real card lays it out, "
+            "marked TEST CARD and 見本."
+        ),
+        epilog="example: jpki-sim card face card.json --out front.png",
+    )
+    p.add_argument("card", metavar="CARD.json", nargs="?", help=DEFAULT_CARD_HELP)
+    p.add_argument("--out", metavar="FILE.png", required=True, help="where to write the PNG")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_face)
 
 
 def _common(p: argparse.ArgumentParser, *, ca: bool) -> None:
@@ -459,6 +475,42 @@ def run_reset_pin(args: argparse.Namespace) -> int:
     pin = store.state.pins[args.pin]
     doc = {"path": args.card, "pin": args.pin, "tries_left": pin.tries_left}
     _emit(args, doc, f"{args.pin} PIN reset; {pin.tries_left} tries")
+    return 0
+
+
+def run_face(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jpki_sim.card.store import write_atomic
+    from jpki_sim.errors import UserError
+    from jpki_sim.profiles.jpki.cardfront import FrontData, draw_front
+
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise UserError(f"{out}: not a file path in an existing directory")
+    store = _open_store(args.card)
+    st = store.state
+    ident = st.identity
+    data = FrontData(
+        name=ident.name,
+        address=ident.address,
+        birthdate=ident.birthdate,
+        sex=ident.sex,
+        expires=st.expires,
+        security_code=st.security_code,
+        # the card file keeps no photo yet: a synthetic face, the same for the same card
+        seed=st.application_id.encode(),
+    )
+    png = draw_front(data)
+    try:
+        write_atomic(out, png, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+    from jpki_sim.profiles.jpki.images import image_info
+
+    _fmt, _mode, size = image_info(png)
+    doc = {"path": str(out), "card": str(store.path), "width": size[0], "height": size[1]}
+    _emit(args, doc, f"wrote {out}: the front of {ident.name}'s card ({size[0]}x{size[1]})")
     return 0
 
 

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from jpki_sim.issuer import lifecycle
+from jpki_sim.profiles.jpki.charset import jis_text
 from jpki_sim.profiles.jpki.state import Identity
 
 Which = Literal["auth", "sign"]
@@ -35,8 +36,6 @@ OID_BIRTHDATE = ObjectIdentifier(f"{FACTS_ARC}.4")
 OID_ADDRESS = ObjectIdentifier(f"{FACTS_ARC}.5")
 OID_ADDRESS_FLAGS = ObjectIdentifier(f"{FACTS_ARC}.6")
 
-#: "no substitute characters used" for the name and address flags
-NO_SUBSTITUTES = "00000"
 #: ISO 5218 (the card's helper data) to the JPKI sex code (1 male, 2 female, 3 unknown)
 JPKI_SEX = {"1": "1", "2": "2", "9": "3", "0": "3"}
 
@@ -110,14 +109,20 @@ def utf8_string(text: str) -> bytes:
 
 
 def holder_facts(identity: Identity) -> list[x509.GeneralName]:
-    """The four basic facts as subjectAltName otherNames, in OID order."""
+    """The four basic facts as subjectAltName otherNames, in OID order.
+
+    Name and address in JIS X 0208/0212 characters, each other character replaced by
+    a substitute, and the substitute-character flags (one digit per character).
+    """
+    name, name_flags = jis_text(identity.name)
+    address, address_flags = jis_text(identity.address)
     values = [
-        (OID_NAME, identity.name),
-        (OID_NAME_FLAGS, NO_SUBSTITUTES),
+        (OID_NAME, name),
+        (OID_NAME_FLAGS, name_flags),
         (OID_SEX, JPKI_SEX[identity.sex]),
         (OID_BIRTHDATE, birthdate_field(identity.birthdate)),
-        (OID_ADDRESS, identity.address),
-        (OID_ADDRESS_FLAGS, NO_SUBSTITUTES),
+        (OID_ADDRESS, address),
+        (OID_ADDRESS_FLAGS, address_flags),
     ]
     return [x509.OtherName(oid, utf8_string(v)) for oid, v in values]
 

@@ -25,6 +25,9 @@ from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
 from typing import Protocol
 
+# the one era table lives with the card-face codes (照合番号B needs it too)
+from jpki_sim.profiles.jpki.codes import ERAS, era_of  # noqa: F401  (re-exported)
+
 #: Japan Standard Time; Japan has no daylight saving time
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -294,23 +297,3 @@ def health_insurance(
         state = HealthInsurance.VOID
     return HealthInsuranceStatus(state, auth_expiry, soon, grace)
 
-
-# ---------------------------------------------------------------- era dates
-
-
-#: Japanese eras: (code used in JPKI data, first day, name)
-ERAS: tuple[tuple[int, date, str], ...] = (
-    (5, date(2019, 5, 1), "令和"),
-    (4, date(1989, 1, 8), "平成"),
-    (3, date(1926, 12, 25), "昭和"),
-    (2, date(1912, 7, 30), "大正"),
-    (1, date(1868, 10, 23), "明治"),
-)
-
-
-def era_of(d: date) -> tuple[int, int, str]:
-    """(era code, year of the era, era name) of ``d``; (0, year, "") before Meiji."""
-    for code, start, name in ERAS:
-        if d >= start:
-            return code, d.year - start.year + 1, name
-    return 0, d.year, ""

@@ -41,6 +41,7 @@ from construct import (
 from jpki_sim.iso7816 import tlv
 
 __all__ = [
+    "CardLength",
     "HELPER_BASIC_INFO",
     "HELPER_MY_NUMBER",
     "TOKEN_INFO",
@@ -53,6 +54,9 @@ __all__ = [
     "encode_helper_basic_info",
     "encode_helper_my_number",
     "encode_token_info",
+    "is_filler",
+    "pad",
+    "primitive",
 ]
 
 TAG_MY_NUMBER = b"\xff\x10"
@@ -177,6 +181,21 @@ HELPER_BASIC_INFO = Struct(
 
 def _is_filler(rest: bytes) -> bool:
     return not rest.strip(bytes((tlv.FILLER,)))
+
+
+def pad(ef: bytes, size: int | None) -> bytes:
+    """``ef`` followed by FF filler up to ``size`` bytes (unchanged when ``size`` is None)."""
+    if size is None:
+        return ef
+    if size < len(ef):
+        raise ValueError(f"the record needs {len(ef)} bytes, the EF holds {size}")
+    return ef + bytes((tlv.FILLER,)) * (size - len(ef))
+
+
+# the building blocks, for the other applications' records (records_cv, records_helper,
+# records_surface)
+primitive = _primitive
+is_filler = _is_filler
 
 
 # ---------------------------------------------------------------- token info
