@@ -56,6 +56,8 @@ class ControlRunner:
         token_file: Path | None = None
         try:
             folder = token_dir or (server_mod.runtime_dir() if control else None)
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             service = ControlService(cards, cas=cas, runtime_dir=folder)
             service.url = server_mod.url_of(sock)
             if control:
