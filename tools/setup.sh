@@ -5,8 +5,10 @@
 #
 # Installs what is missing, and only that (so a second run is quick):
 #   - Debian packages: pcscd, vsmartcard-vpcd (the virtual reader driver), opensc,
-#     pcsc-tools, libpcsclite-dev (to build pyscard), plus python3/pip/gcc when absent;
-#   - this package with its test dependencies: pip install -e '.[test]'.
+#     pcsc-tools, libpcsclite-dev (to build pyscard), chromium and chromium-driver (the
+#     dashboard's browser test), plus python3/pip/gcc when absent;
+#   - this package with its dependencies (Starlette and uvicorn for the control service)
+#     and its test dependencies (selenium drives the system chromium): pip install -e '.[test]'.
 # It does not start pcscd: `jpki-sim serve` does that when none runs (as root).
 # PYTHON=/path/to/python picks the interpreter (default: python, else python3).
 set -euo pipefail
@@ -26,7 +28,7 @@ fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 missing=()
-for pkg in pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev; do
+for pkg in pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev chromium chromium-driver; do
     installed "$pkg" || missing+=("$pkg")
 done
 

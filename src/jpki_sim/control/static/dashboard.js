@@ -265,7 +265,7 @@
       el("td", { text: e.what || "" }),
       el("td", { class: "sw", text: sw }),
       el("td", { text: e.ms !== undefined && e.ms !== null ? e.ms.toFixed(2) : "" }),
-      el("td", { class: "note", text: e.note || "" }));
+      el("td", { class: "note", text: e.type === "apdu" ? e.note || "" : "" }));
   }
 
   function connect() {
