@@ -77,8 +77,13 @@ def assert_common(doc: dict[str, Any], sections: list[str]) -> None:
 
 def test_quick_json_without_pcsc_has_the_documented_shape() -> None:
     doc = run_bench("--no-pcsc", "--batch", "2", "--runs", "2")
-    sections = ["inprocess", "signature", "issuance", "startup"]
+    sections = ["inprocess", "signature", "issuance", "startup", "ocsp"]
     assert_common(doc, sections)
+    oc = doc["ocsp"]
+    for server in ("ours", "ours_keep_alive", "openssl"):
+        assert oc[server]["errors"] == 0 and oc[server]["requests"] > 0, oc[server]
+        assert oc[server]["p99_ms"] >= oc[server]["p50_ms"] > 0
+    assert oc["ratio"] == oc["ours"]["per_s"] / oc["openssl"]["per_s"]
 
     inp = doc["inprocess"]
     assert set(inp["commands"]) == IN_PROCESS == set(inp["descriptions"])
@@ -114,6 +119,8 @@ def test_quick_json_without_pcsc_has_the_documented_shape() -> None:
         "in-process READ BINARY 256 APDU/s",
         "signature APDU / bare cryptography",
         "jpki-sim --help ms",
+        "OCSP requests/s: ours / openssl ocsp",
+        "OCSP p99 ms at 8 clients",
     ]
 
 
@@ -125,7 +132,7 @@ def test_cli_bench_runs_one_section_and_prints_a_table() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "in-process" in out and "select_fid" in out and "targets (issue 7)" in out
+    assert "in-process" in out and "select_fid" in out and "targets (issues 7, 14)" in out
     assert "PC/SC part skipped" in out
 
 

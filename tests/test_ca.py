@@ -6,7 +6,6 @@ import base64
 import shutil
 import stat
 import subprocess
-import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ from hypothesis import strategies as st
 
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import certprofile
-from jpki_sim.issuer import ocsp as ocsp_mod
 from jpki_sim.issuer.ca import TestCA
 from jpki_sim.issuer.certprofile import read_holder_facts
 from jpki_sim.profiles.jpki.state import Identity
@@ -404,15 +402,13 @@ def test_ocsp_unknown_unauthorized_and_malformed(
 
 @pytest.fixture()
 def http_server(test_ca: TestCA) -> Iterator[str]:
-    server = ocsp_mod.make_ocsp_server(test_ca, 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
+    from jpki_sim.control.runner import ControlRunner
+
+    runner = ControlRunner.start([], "127.0.0.1:0", cas=[test_ca], control=False, presign=False)
     try:
-        yield f"http://{host}:{port}"
+        yield runner.url.rstrip("/")
     finally:
-        server.shutdown()
-        server.server_close()
+        runner.stop()
 
 
 def test_http_ocsp_post_get_and_crl(
@@ -442,11 +438,13 @@ def test_http_ocsp_post_get_and_crl(
 
 
 def test_http_server_binds_localhost_only(test_ca: TestCA) -> None:
-    server = ocsp_mod.make_ocsp_server(test_ca, 0)
+    from jpki_sim.control.runner import ControlRunner
+
+    runner = ControlRunner.start([], "127.0.0.1:0", cas=[test_ca], control=False, presign=False)
     try:
-        assert server.server_address[0] == "127.0.0.1"
+        assert runner.server.sock.getsockname()[0] == "127.0.0.1"
     finally:
-        server.server_close()
+        runner.stop()
 
 
 def test_openssl_ocsp_client_with_several_certificates(

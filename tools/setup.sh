@@ -6,8 +6,10 @@
 # Installs what is missing, and only that (so a second run is quick):
 #   - Debian packages: pcscd, vsmartcard-vpcd (the virtual reader driver), opensc,
 #     pcsc-tools, libpcsclite-dev (to build pyscard), fonts-ipamj-mincho (IPAmj明朝, the
-#     card-surface images' font), plus python3/pip/gcc when absent;
-#   - this package with its test dependencies: pip install -e '.[test]';
+#     card-surface images' font), chromium and chromium-driver (the dashboard's browser
+#     test), plus python3/pip/gcc when absent;
+#   - this package with its dependencies (Starlette and uvicorn for the control service)
+#     and its test dependencies (selenium drives the system chromium): pip install -e '.[test]';
 #   - JPEG 2000 for the card's photo: Pillow's wheels carry OpenJPEG; a Pillow built
 #     without it is rebuilt against Debian's libopenjp2-7-dev.
 # It does not start pcscd: `jpki-sim serve` does that when none runs (as root).
@@ -29,7 +31,8 @@ fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 
 missing=()
-for pkg in pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev fonts-ipamj-mincho; do
+for pkg in pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev fonts-ipamj-mincho \
+           chromium chromium-driver; do
     installed "$pkg" || missing+=("$pkg")
 done
 

@@ -218,12 +218,22 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
     if kind == "null":
         server = NullCard(port, jpki.ATR).start()
     else:
+        import tempfile
+        from pathlib import Path
+
+        from jpki_sim.control.runner import ControlRunner
+        from jpki_sim.control.served import ServedCard
         from jpki_sim.profiles import registry
         from jpki_sim.profiles.jpki.state import new_store
         from jpki_sim.transport.vpcd import VpcdBridge
 
-        server = VpcdBridge(registry.get("jpki").build(new_store(copy.deepcopy(state))), port=port,
-                            label="bench card")
+        # as `jpki-sim serve` serves it: under control, with the control service running
+        served = ServedCard(new_store(copy.deepcopy(state)), label="bench card",
+                            profile=registry.get("jpki"))
+        control = ControlRunner.start([served], "127.0.0.1:0", presign=False,
+                                      token_dir=Path(tempfile.mkdtemp(prefix="bench-ctl-")))
+        server = VpcdBridge(served, port=port, label="bench card")
+        served.attach(server)
         server.start()
     try:
         if server.attached.wait(10.0):
@@ -231,6 +241,8 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
         stop.wait()
     finally:
         server.stop()
+        if kind != "null":
+            control.stop()
 
 
 class HostedCard:

@@ -80,6 +80,11 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if start and start.get("help"):
         ms = start["help"]["median"] * 1000
         add("jpki-sim --help ms", f"< {TARGET_HELP_MS}", ms, ms < TARGET_HELP_MS)
+    if doc.get("ocsp"):
+        from jpki_sim.bench.ocsp import targets as ocsp_targets
+
+        for row in ocsp_targets(doc["ocsp"]):
+            add(*row)
     return out
 
 
@@ -97,6 +102,7 @@ def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
         "issuance": None,
         "startup": None,
         "pcsc": None,
+        "ocsp": None,
         "notes": [],
     }
     t_start = time.perf_counter()
@@ -131,6 +137,10 @@ def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
             doc["pcsc"] = {"available": False, "skipped": "not requested (--no-pcsc or --only)"}
         if doc["startup"] is not None and doc["startup"]["serve"] is None:
             doc["startup"]["serve_skipped"] = "needs the PC/SC part"
+        if "ocsp" in cfg.sections:
+            from jpki_sim.bench.ocsp import bench_ocsp
+
+            doc["ocsp"] = bench_ocsp(cfg.quick, work, progress)
     doc["total_s"] = time.perf_counter() - t_start
     doc["targets"] = targets(doc)
     return doc
@@ -226,14 +236,23 @@ def print_report(doc: dict[str, Any]) -> None:
         con.print(timing_table("start-up (subprocess)", rows, "per s"))
         if not st.get("serve"):
             con.print(f"  serve start-up skipped: {st.get('serve_skipped')}", style="dim")
-    t = Table(title="targets (issue 7)", title_justify="left")
+    oc = doc.get("ocsp")
+    if oc:
+        from jpki_sim.bench.ocsp import report as ocsp_report
+
+        con.print(ocsp_report(oc))
+    t = Table(title="targets (issues 7, 14)", title_justify="left")
     for col in ("target", "required", "measured", "met"):
         t.add_column(col, justify="left" if col == "target" else "right")
     for row in doc["targets"]:
         measured = row["measured"]
-        text = f"{measured:,.0f}" if measured >= 100 else f"{measured:.3f}"
+        if measured is None:
+            text = "-"
+        else:
+            text = f"{measured:,.0f}" if measured >= 100 else f"{measured:.3f}"
+        met = row["met"]
         t.add_row(row["name"], row["target"], text,
-                  "[green]yes[/]" if row["met"] else "[red]NO[/]")
+                  "-" if met is None else "[green]yes[/]" if met else "[red]NO[/]")
     con.print(t)
     for note in doc["notes"]:
         con.print(f"note: {note}", style="yellow")

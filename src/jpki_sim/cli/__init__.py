@@ -18,10 +18,22 @@ import sys
 from collections.abc import Sequence
 
 from jpki_sim import __version__
-from jpki_sim.cli import apdu, bench, ca, card, doctor, profiles, serve, shell, trace, vectors
+from jpki_sim.cli import (
+    apdu,
+    bench,
+    ca,
+    card,
+    ctl,
+    doctor,
+    profiles,
+    serve,
+    shell,
+    trace,
+    vectors,
+)
 
 #: sub-command modules, in the order their commands appear in --help
-COMMAND_MODULES = (card, apdu, serve, doctor, shell, trace, vectors, ca, profiles, bench)
+COMMAND_MODULES = (card, apdu, serve, ctl, doctor, shell, trace, vectors, ca, profiles, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,7 +35,9 @@ def configure(sub: Any) -> None:
         help="serve OCSP (and the CRLs) on localhost until Ctrl-C",
         description=(
             "Answer OCSP requests (POST to /ocsp, or GET /ocsp/<base64>) about certificates "
-            "of both CAs, and serve /crl/auth.crl and /crl/sign.crl. Listens on 127.0.0.1 only."
+            "of both CAs, and serve /crl/auth.crl and /crl/sign.crl. Listens on 127.0.0.1 only. "
+            "The same service as `jpki-sim serve`'s (which answers OCSP itself): answers "
+            "pre-signed and cached, request size and time limits (docs/control.md)."
         ),
     )
     p.add_argument(
@@ -122,30 +124,39 @@ def run_crl(args: argparse.Namespace) -> int:
 def run_ocsp(args: argparse.Namespace) -> int:
     from urllib.parse import urlsplit
 
+    from jpki_sim.control import DEFAULT_PORT
+    from jpki_sim.control.runner import ControlRunner
     from jpki_sim.errors import UserError
     from jpki_sim.issuer.ca import TestCA
-    from jpki_sim.issuer.ocsp import DEFAULT_PORT, make_ocsp_server
 
     ca = TestCA.open(args.ca)
     port = args.port if args.port is not None else (urlsplit(ca.base_url).port or DEFAULT_PORT)
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port} is not a TCP port")
-    try:
-        server = make_ocsp_server(ca, port, at=_at(args))
-    except OSError as exc:
-        raise UserError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
-    server.verbose = args.verbose
+    import logging
+    import threading
+
+    if args.verbose:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    runner = ControlRunner.start([], f"127.0.0.1:{port}", cas=[ca], control=False)
+    if args.at:
+        from jpki_sim.cli.card import parse_date
+
+        runner.service.status_date.set(parse_date(args.at, "--at"))
+    runner.service.presign_in_background()
     import signal
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
 
     # a service manager or a test stops it with SIGTERM: shut down the same way as Ctrl-C
-    signal.signal(signal.SIGTERM, stop)
-    host, bound = server.server_address[:2]
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    base = runner.url.rstrip("/")
     ready = {
-        "ocsp": f"http://{host}:{bound}/ocsp",
-        "crl": {w: f"http://{host}:{bound}/crl/{w}.crl" for w in ("auth", "sign")},
+        "ocsp": f"{base}/ocsp",
+        "crl": {w: f"{base}/crl/{w}.crl" for w in ("auth", "sign")},
         "ca": str(ca.directory),
         "as_of": args.at,
     }
@@ -158,11 +169,13 @@ def run_ocsp(args: argparse.Namespace) -> int:
                 "Ctrl-C to stop",
                 flush=True,
             )
-        server.serve_forever()
-    except KeyboardInterrupt:
+        while not stop.wait(1.0):
+            pass
         print("stopped", file=sys.stderr)
     finally:
-        server.server_close()
+        runner.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0
 
 

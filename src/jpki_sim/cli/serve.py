@@ -6,6 +6,10 @@ until Ctrl-C / SIGTERM. PIN counter changes are written to the card file as
 they happen (the card's store commits before it answers), so a killed server
 loses nothing. When another process rewrites a card file (``jpki-sim card
 ...`` commands), the new state is picked up at the next power-on.
+
+Beside the cards, serve runs the control service (:mod:`jpki_sim.control`):
+the JSON API, the dashboard, OCSP and the CRLs, on ``--control`` (default
+127.0.0.1:3280, the address the test CA writes into certificates).
 """
 
 from __future__ import annotations
@@ -64,6 +68,16 @@ def configure(sub: Any) -> None:
                    help="never start pcscd; wait for one to appear")
     p.add_argument("--json", action="store_true",
                    help="print events (ready, detached, stopped) as JSON lines on stdout")
+    p.add_argument(
+        "--control", metavar="HOST:PORT", default=None,
+        help="where the control service (API, dashboard, OCSP, CRLs) listens "
+        "(default 127.0.0.1:3280; port 0 picks a free one)",
+    )
+    p.add_argument("--no-control", action="store_true",
+                   help="no control service (no API, dashboard, OCSP or CRLs)")
+    p.add_argument("--control-allow-remote", action="store_true",
+                   help="allow --control on an address other than loopback (it warns: anyone "
+                   "who can reach it and has the token controls the cards)")
     add_profile_argument(p)
     p.set_defaults(func=run)
 
@@ -216,6 +230,27 @@ class _Tracer:
             self.writer.reset(atr, "cold" if code == vpcd.POWER_ON else "warm")
 
 
+def _start_control(args: argparse.Namespace, served: list[Any]) -> Any:
+    """Start the control service; None with --no-control (or, by default, a busy port)."""
+    if args.no_control:
+        return None
+    from jpki_sim.control import DEFAULT_HOST, DEFAULT_PORT
+    from jpki_sim.control.runner import ControlRunner
+    from jpki_sim.errors import UserError
+
+    explicit = args.control is not None
+    try:
+        return ControlRunner.start(served, args.control or f"{DEFAULT_HOST}:{DEFAULT_PORT}",
+                                   allow_remote=args.control_allow_remote)
+    except UserError as exc:
+        if explicit:
+            raise
+        log.warning("control service not started: %s; serving without it "
+                    "(--control HOST:PORT for another address, --no-control to silence this)",
+                    exc)
+        return None
+
+
 def _trace_paths(template: str, count: int) -> list[str]:
     if count == 1:
         return [template]
@@ -227,7 +262,7 @@ def _trace_paths(template: str, count: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jpki_sim.errors import CardFileError, UserError
+    from jpki_sim.errors import UserError
     from jpki_sim.profiles import registry
     from jpki_sim.transport import vpcd
 
@@ -260,44 +295,49 @@ def run(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     bridges: list[vpcd.VpcdBridge] = []
+    from jpki_sim.control.served import ServedCard
 
-    def make_refresh(label: str, store: Any) -> vpcd.RefreshHook:
-        def refresh(card: Any) -> Any:
-            if not store.changed_on_disk():
-                return card
-            try:
-                store.reload()
-            except CardFileError as exc:
-                log.error("%s: changed on disk but cannot be read (%s); keeping the old state",
-                          label, exc)
-                return card
-            log.info("%s: card file changed on disk; reloaded", label)
-            return registry.profile_of(store).build(store)
-
-        return refresh
+    served = [ServedCard(store, index=i, label=label, profile=registry.profile_of(store))
+              for i, (label, store) in enumerate(stores)]
+    control = _start_control(args, served)
+    control_info: dict[str, Any] = {}
+    if control is not None:
+        control_info = {"control": control.url, "token_file": str(control.token_file)}
+        print(f"control service on {control.url} (token in {control.token_file}); "
+              "dashboard: `jpki-sim ctl url`", file=sys.stderr, flush=True)
 
     def on_attached(bridge: vpcd.VpcdBridge) -> None:
         # called from the bridge thread before it answers vpcd: never block it
         def announce() -> None:
             reader = _reader_name(bridge.port, 5.0)
-            _emit(args, f"card {bridge.label} ready in reader '{reader}'",
-                  event="ready", card=bridge.label, reader=reader, vpcd=bridge.address)
+            card = bridge.card
+            if isinstance(card, ServedCard):
+                card.reader = reader
+            extra = (f" (control {control_info['control']}, token file "
+                     f"{control_info['token_file']})" if control_info else "")
+            _emit(args, f"card {bridge.label} ready in reader '{reader}'{extra}",
+                  event="ready", card=bridge.label, reader=reader, vpcd=bridge.address,
+                  index=card.index if isinstance(card, ServedCard) else None, **control_info)
 
         threading.Thread(target=announce, daemon=True).start()
 
     def on_detached(bridge: vpcd.VpcdBridge) -> None:
-        if not stop.is_set():
-            _emit(args, f"card {bridge.label} detached from {bridge.address}; reconnecting",
-                  event="detached", card=bridge.label, vpcd=bridge.address)
+        if stop.is_set():
+            return
+        if not bridge.inserted.is_set():
+            _emit(args, f"card {bridge.label} removed from {bridge.address} (control API)",
+                  event="removed", card=bridge.label, vpcd=bridge.address)
+            return
+        _emit(args, f"card {bridge.label} detached from {bridge.address}; reconnecting",
+              event="detached", card=bridge.label, vpcd=bridge.address)
 
-    for i, (label, store) in enumerate(stores):
+    for i, card in enumerate(served):
         tracer = tracers[i] if tracers else None
         bridge = vpcd.VpcdBridge(
-            registry.profile_of(store).build(store),
+            card,
             host,
             port + i,
-            label=label,
-            refresh=make_refresh(label, store),
+            label=card.label,
             trace=tracer.xfer if tracer else None,
             power_trace=tracer.power if tracer else None,
             log_apdus=args.verbose >= 1,
@@ -305,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
             on_attached=on_attached,
             on_detached=on_detached,
         )
+        card.attach(bridge)
         bridges.append(bridge)
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -322,6 +363,10 @@ def run(args: argparse.Namespace) -> int:
                 log.error("the pcscd we started has exited; waiting for a new one")
                 daemon = None
     finally:
+        for card in served:
+            card.close()
+        if control is not None:
+            control.stop()
         for bridge in bridges:
             bridge.stop()
         for tracer in tracers:

@@ -1,20 +1,19 @@
-"""OCSP for the test CA: signed answers (RFC 6960) and a small HTTP responder.
+"""OCSP for the test CA: signed answers (RFC 6960).
 
 The answers are built with asn1crypto, since ``cryptography``'s OCSP classes
 handle one certificate per request. Each status comes from the CA's records.
+The HTTP responder (pre-signed, cached answers) is :mod:`jpki_sim.control.ocsp`.
 """
 
 from __future__ import annotations
 
-import base64
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509 import ocsp
-
-from jpki_sim.issuer.certprofile import WHICH
 
 if TYPE_CHECKING:
     from jpki_sim.issuer.ca import Authority, TestCA
@@ -44,6 +43,65 @@ _ASN1_REASONS = {
 }
 
 
+@dataclass(frozen=True)
+class CertQuery:
+    """One certificate an OCSP request asks about (its CertID, as parsed)."""
+
+    algorithm: str
+    name_hash: bytes
+    key_hash: bytes
+    serial: int
+
+    @property
+    def key(self) -> tuple[str, bytes, bytes, int]:
+        return (self.algorithm, self.name_hash, self.key_hash, self.serial)
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """What an OCSP request asks: its certificates, and its nonce (None: none)."""
+
+    queries: tuple[CertQuery, ...]
+    nonce: bytes | None
+
+    @property
+    def key(self) -> tuple[tuple[str, bytes, bytes, int], ...]:
+        """What the answer depends on besides the CA's records (cache key without a nonce)."""
+        return tuple(q.key for q in self.queries)
+
+
+def parse_request(request_der: bytes) -> ParsedRequest | None:
+    """The DER OCSP request's certificates and nonce; None when it is malformed."""
+    from asn1crypto import ocsp as a_ocsp
+
+    try:
+        request = a_ocsp.OCSPRequest.load(request_der, strict=True)
+        tbs = request["tbs_request"]
+        queries = []
+        for single in tbs["request_list"]:
+            asked = single["req_cert"]
+            hash_name = asked["hash_algorithm"]["algorithm"].native
+            if hash_name not in _HASHES:
+                return None
+            queries.append(
+                CertQuery(
+                    hash_name,
+                    bytes(asked["issuer_name_hash"].native),
+                    bytes(asked["issuer_key_hash"].native),
+                    int(asked["serial_number"].native),
+                )
+            )
+        nonce = None
+        for ext in tbs["request_extensions"] or []:
+            if ext["extn_id"].native == "nonce":
+                nonce = bytes(ext["extn_value"].parsed.native)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not queries:
+        return None
+    return ParsedRequest(tuple(queries), nonce)
+
+
 def respond(ca_: TestCA, request_der: bytes, *, at: datetime | None = None) -> bytes:
     """Answer a DER OCSP request (RFC 6960) about certificates of either CA.
 
@@ -52,51 +110,56 @@ def respond(ca_: TestCA, request_der: bytes, *, at: datetime | None = None) -> b
     a certificate that CA did not issue is ``unknown``. Built with asn1crypto,
     since ``cryptography``'s OCSP classes handle one certificate per request.
     """
+    parsed = parse_request(request_der)
+    if parsed is None:
+        return malformed()
+    return answer(ca_, parsed, at=at)
+
+
+def malformed() -> bytes:
+    return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+
+
+def unauthorized() -> bytes:
+    return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+
+
+def knows(ca_: TestCA, parsed: ParsedRequest) -> bool:
+    """True when one of the request's certificates names an issuer of ``ca_``."""
+    return any(
+        authority_for(ca_, q.algorithm, q.name_hash, q.key_hash) is not None
+        for q in parsed.queries
+    )
+
+
+def answer(ca_: TestCA, parsed: ParsedRequest, *, at: datetime | None = None,
+           nonce: bool = True) -> bytes:
+    """The signed answer to a parsed request, as of ``at`` (default now).
+
+    ``nonce`` False leaves the request's nonce out (a pre-signed answer, RFC 5019).
+    """
     from asn1crypto import core as a_core
     from asn1crypto import ocsp as a_ocsp
 
-    try:
-        request = a_ocsp.OCSPRequest.load(request_der, strict=True)
-        tbs = request["tbs_request"]
-        items = []
-        for single in tbs["request_list"]:
-            asked = single["req_cert"]
-            hash_name = asked["hash_algorithm"]["algorithm"].native
-            # the CertID is answered re-encoded from its parsed values, never copied:
-            # junk inside the request must not reach the signed response
-            cert_id = a_ocsp.CertId(
-                {
-                    "hash_algorithm": {"algorithm": hash_name, "parameters": a_core.Null()},
-                    "issuer_name_hash": asked["issuer_name_hash"].native,
-                    "issuer_key_hash": asked["issuer_key_hash"].native,
-                    "serial_number": asked["serial_number"].native,
-                }
-            )
-            items.append(
-                (
-                    cert_id,
-                    _HASHES[hash_name](),
-                    cert_id["issuer_name_hash"].native,
-                    cert_id["issuer_key_hash"].native,
-                    cert_id["serial_number"].native,
-                )
-            )
-        nonce = None
-        for ext in tbs["request_extensions"] or []:
-            if ext["extn_id"].native == "nonce":
-                nonce = ext["extn_value"].parsed.native
-    except (ValueError, KeyError, TypeError):
-        return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
-    if not items:
-        return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
-    owners = [_authority_for(ca_, alg, nh, kh) for _, alg, nh, kh, _ in items]
+    items = parsed.queries
+    owners = [authority_for(ca_, q.algorithm, q.name_hash, q.key_hash) for q in items]
     ca = next((o for o in owners if o is not None), None)
     if ca is None:
-        return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        return unauthorized()
     now = (at or datetime.now(timezone.utc)).replace(microsecond=0)
     responses = []
-    for (cert_id, _, _, _, serial), owner in zip(items, owners, strict=True):
-        rec = ca_.record(serial) if owner is ca else None
+    for q, owner in zip(items, owners, strict=True):
+        # the CertID is answered re-encoded from its parsed values, never copied:
+        # junk inside the request must not reach the signed response
+        cert_id = a_ocsp.CertId(
+            {
+                "hash_algorithm": {"algorithm": q.algorithm, "parameters": a_core.Null()},
+                "issuer_name_hash": q.name_hash,
+                "issuer_key_hash": q.key_hash,
+                "serial_number": q.serial,
+            }
+        )
+        rec = ca_.record(q.serial) if owner is ca else None
         if rec is None or rec.which != ca.which:
             status = a_ocsp.CertStatus(name="unknown", value=a_core.Null())
         elif rec.revoked_at is not None and rec.revoked_by(now):
@@ -126,9 +189,9 @@ def respond(ca_: TestCA, request_der: bytes, *, at: datetime | None = None) -> b
         "produced_at": now,
         "responses": responses,
     }
-    if nonce is not None:
+    if nonce and parsed.nonce is not None:
         data["response_extensions"] = [
-            {"extn_id": "nonce", "critical": False, "extn_value": nonce}
+            {"extn_id": "nonce", "critical": False, "extn_value": parsed.nonce}
         ]
     tbs_response = a_ocsp.ResponseData(data)
     signature = ca.key.sign(tbs_response.dump(), padding.PKCS1v15(), hashes.SHA256())
@@ -146,15 +209,19 @@ def respond(ca_: TestCA, request_der: bytes, *, at: datetime | None = None) -> b
         }
     ).dump()
 
-def _authority_for(
-ca_: TestCA, algorithm: hashes.HashAlgorithm, name_hash: bytes, key_hash: bytes
-) -> Authority | None:
+
+def authority_for(ca_: TestCA, algorithm: str, name_hash: bytes, key_hash: bytes
+                  ) -> Authority | None:
+    """The authority of ``ca_`` a CertID's issuer hashes name (None: neither)."""
+    hasher = _HASHES.get(algorithm)
+    if hasher is None:
+        return None
     for ca in ca_.authorities.values():
         name_der = ca.cert.subject.public_bytes()
         spki = ca.cert.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.PKCS1
         )
-        if _digest(algorithm, name_der) == name_hash and _digest(algorithm, spki) == key_hash:
+        if _digest(hasher(), name_der) == name_hash and _digest(hasher(), spki) == key_hash:
             return ca
     return None
 
@@ -169,66 +236,3 @@ def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
     return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
         serialization.Encoding.DER
     )
-
-
-# ---------------------------------------------------------------- OCSP over HTTP
-
-
-def make_ocsp_server(
-    ca: TestCA, port: int, *, host: str = "127.0.0.1", at: datetime | None = None
-) -> Any:
-    """An HTTP server answering OCSP (POST, or GET with base64 path) and serving the CRLs.
-
-    Bound to localhost only: it exists for relying-party software under test on
-    this machine. ``port`` 0 picks a free port (see ``server.server_address``).
-    ``at`` answers as of that instant instead of the real time (simulated dates).
-    """
-    import urllib.parse
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    max_request = 64 * 1024
-
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "jpki-sim-ocsp"
-
-        def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                length = -1
-            if not 0 < length <= max_request:
-                self._send(400, b"bad Content-Length\n", "text/plain")
-                return
-            body = self.rfile.read(length)
-            self._send(200, ca.ocsp_response(body, at=at), "application/ocsp-response")
-
-        def do_GET(self) -> None:  # noqa: N802
-            path = urllib.parse.urlsplit(self.path).path
-            for which in WHICH:
-                if path == f"/crl/{which}.crl":
-                    self._send(200, ca.crl(which, at=at), "application/pkix-crl")
-                    return
-            if path.startswith("/ocsp/"):
-                encoded = urllib.parse.unquote(path[len("/ocsp/") :])
-                try:
-                    request = base64.b64decode(encoded, validate=True)
-                except ValueError:
-                    request = b""
-                self._send(200, ca.ocsp_response(request, at=at), "application/ocsp-response")
-                return
-            self._send(404, b"not found\n", "text/plain")
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            if getattr(self.server, "verbose", False):
-                super().log_message(format, *args)
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server

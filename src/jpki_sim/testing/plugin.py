@@ -127,9 +127,68 @@ class JpkiCard:
 
 
 class JpkiReader(str):
-    """The PC/SC name of the reader holding the test's card; ``.card`` is the card."""
+    """The PC/SC name of the reader holding the test's card; ``.card`` is the card.
+
+    The card is served under control (:class:`jpki_sim.control.served.ServedCard`,
+    ``.served``), as ``jpki-sim serve`` serves it, so the test can do to it what
+    the control API does: :meth:`remove` / :meth:`insert` (PC/SC clients see the
+    events), :meth:`power_cycle`, :meth:`fault`, :meth:`set_tries`, ...
+    """
 
     card: JpkiCard
+    served: Any
+
+    def remove(self) -> None:
+        """Take the card out of the reader; returns once pcscd shows the reader empty."""
+        self.served.remove()
+
+    def insert(self) -> None:
+        """Put the card back; returns once pcscd shows it present."""
+        self.served.insert()
+
+    def power_cycle(self) -> None:
+        """Cut the card's power and restore it (verified PINs and the current file are lost)."""
+        self.served.power_cycle()
+
+    def fault(self, *, delay: float | None = None, sw: str | None = None, count: int = 1,
+              mute: bool | None = None, tear: bool | None = None,
+              ins: str | list[str] | None = None) -> None:
+        """Inject faults (docs/control.md): ``delay`` seconds, forced ``sw`` for ``count``
+        commands, ``mute``, ``tear`` the next ``count`` commands; ``ins`` limits them."""
+        from jpki_sim.control import faults
+
+        body: dict[str, Any] = {}
+        if delay is not None:
+            body["delay"] = {"ms": round(delay * 1000), "ins": ins}
+        if sw is not None:
+            body["sw"] = {"sw": sw, "count": count, "ins": ins}
+        if mute is not None:
+            body["mute"] = mute
+        if tear:
+            body["tear"] = {"count": count, "ins": ins}
+        self.served.set_faults(faults.parse(body))
+
+    def clear_faults(self, kind: str | None = None) -> None:
+        self.served.clear_faults(kind)
+
+    def set_tries(self, pin: str, tries: int) -> None:
+        """Put PIN ``pin``'s counter at ``tries`` (through the card's retry counter)."""
+        self.served.set_tries(pin, tries)
+
+    def block(self, pin: str) -> None:
+        self.served.block(pin)
+
+    def unblock(self, pin: str) -> None:
+        self.served.unblock(pin)
+
+    def change_pin(self, pin: str, new: str) -> None:
+        self.served.change_pin(pin, new)
+
+    def trace(self) -> list[dict[str, Any]]:
+        """The APDUs and events of this test's card so far (PINs masked)."""
+        from jpki_sim.control.served import record_json
+
+        return [record_json(r, 0) for r in self.served.trace.since(0)]
 
 
 # ---------------------------------------------------------------- choosing the card
@@ -251,13 +310,26 @@ def _jpki_vpcd_session() -> Iterator[Any]:
 
 
 @pytest.fixture
-def jpki_reader(request: pytest.FixtureRequest, _jpki_vpcd_session: Any) -> JpkiReader:
+def jpki_reader(request: pytest.FixtureRequest, _jpki_vpcd_session: Any) -> Iterator[JpkiReader]:
     """A fresh card (as for ``jpki_card``) in a vpcd reader; the value is the reader name."""
+    from jpki_sim.control.served import ServedCard
+
     card = _new_card(request)
-    _jpki_vpcd_session.bridge.replace_card(card.card)  # served from now on
-    reader = JpkiReader(_jpki_vpcd_session.reader)
+    session = _jpki_vpcd_session
+    served = ServedCard(card.store, engine=card.card, label=f"jpki_reader[{card.profile}]")
+    served.attach(session.bridge, reader=session.reader)
+    session.bridge.replace_card(served)  # served from now on
+    reader = JpkiReader(session.reader)
     reader.card = card
-    return reader
+    reader.served = served
+    try:
+        yield reader
+    finally:
+        # the next test finds the reader as this one did: card in, no fault
+        served.clear_faults()
+        served.close()
+        if not served.present:
+            served.insert()
 
 
 # ---------------------------------------------------------------- any card profile

@@ -61,6 +61,16 @@ RefreshHook = Callable[[EmulatedCard], EmulatedCard]
 #: power event hook: (control code POWER_OFF/POWER_ON/RESET, the card's ATR)
 PowerHook = Callable[[int, bytes], None]
 
+
+class DropConnection(Exception):
+    """Raised by a card's ``process()`` to have the bridge close the connection unanswered.
+
+    That is how a card pulled (or torn) in the middle of a command looks to vpcd:
+    the command's reply never comes, pcscd reports the card removed, and the
+    client's transmit fails. The bridge then reconnects as after any loss
+    (unless the card was removed with :meth:`VpcdBridge.remove`).
+    """
+
 log = logging.getLogger("jpki_sim.vpcd")
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
@@ -165,7 +175,12 @@ class VpcdBridge:
         self.attached = threading.Event()
         #: command APDUs answered since start
         self.apdu_count = 0
+        #: set while the card is in the reader; :meth:`remove` clears it, :meth:`insert` sets it
+        self.inserted = threading.Event()
+        self.inserted.set()
         self._stop = threading.Event()
+        #: wakes the connect loop (insert, stop)
+        self._wake = threading.Event()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
 
@@ -174,6 +189,28 @@ class VpcdBridge:
     def replace_card(self, card: EmulatedCard) -> None:
         """Put another card in the reader slot, between two messages (vpcd never sees it)."""
         self.card = card
+
+    def remove(self) -> None:
+        """Take the card out of the reader: close the connection and stay away until :meth:`insert`.
+
+        vpcd notices at its next presence poll (<= 400 ms) and pcscd reports the
+        card removed to its clients, as when a card is pulled from a real reader.
+        """
+        self.inserted.clear()
+        self._shutdown_socket()
+
+    def insert(self) -> None:
+        """Put the card back: connect to vpcd again (pcscd shows it at its next poll)."""
+        self.inserted.set()
+        self._wake.set()
+
+    def _shutdown_socket(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recv
+            except OSError:
+                pass
 
     @property
     def address(self) -> str:
@@ -193,12 +230,8 @@ class VpcdBridge:
         already committed by the card); only its reply may be lost.
         """
         self._stop.set()
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked recv
-            except OSError:
-                pass
+        self._wake.set()
+        self._shutdown_socket()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -212,6 +245,12 @@ class VpcdBridge:
         delay = BACKOFF_FIRST
         warned = False
         while not self._stop.is_set():
+            if not self.inserted.is_set():
+                # removed: no connection until insert() (or stop()) wakes us
+                self._wake.wait()
+                self._wake.clear()
+                delay = BACKOFF_FIRST
+                continue
             try:
                 sock = socket.create_connection((self.host, self.port), timeout=2.0)
             except OSError as exc:
@@ -226,7 +265,8 @@ class VpcdBridge:
                         exc.strerror or exc,
                     )
                     warned = True
-                self._stop.wait(delay)
+                self._wake.wait(delay)
+                self._wake.clear()
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             warned = False
@@ -238,7 +278,9 @@ class VpcdBridge:
                 delay = BACKOFF_FIRST
             if not self.reconnect or self._stop.is_set():
                 break
-            self._stop.wait(delay)
+            if self.inserted.is_set():
+                self._wake.wait(delay)
+                self._wake.clear()
             delay = min(delay * 2, BACKOFF_MAX)
 
     # ------------------------------------------------------------ one connection
@@ -249,11 +291,14 @@ class VpcdBridge:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         got_message = False
         try:
-            if self._stop.is_set():
+            if self._stop.is_set() or not self.inserted.is_set():
                 return False
             got_message = self._serve(sock)
+        except DropConnection:
+            got_message = True
+            log.info("%s: connection to vpcd dropped before the answer (card torn)", self.label)
         except OSError as exc:
-            if not self._stop.is_set():
+            if not self._stop.is_set() and self.inserted.is_set():
                 log.info("%s: connection to vpcd at %s lost (%s)", self.label, self.address, exc)
         finally:
             self._sock = None
@@ -265,7 +310,11 @@ class VpcdBridge:
             except Exception:  # the card must not take the bridge down
                 log.exception("%s: power off failed", self.label)
             if was_attached:
-                if not self._stop.is_set():
+                if self._stop.is_set():
+                    pass
+                elif not self.inserted.is_set():
+                    log.info("%s: removed from the reader at %s", self.label, self.address)
+                else:
                     log.info("%s: detached from vpcd at %s", self.label, self.address)
                 if self.on_detached is not None:
                     self.on_detached(self)
@@ -350,6 +399,8 @@ class VpcdBridge:
         t0 = time.perf_counter() if timing else 0.0
         try:
             resp = card.process(message)
+        except DropConnection:
+            raise
         except Exception:  # process() must not raise; if it does, keep the reader alive
             log.exception("%s: card raised on %s", self.label, redact_pin(message))
             resp = SW_NO_PRECISE_DIAGNOSIS

@@ -1,0 +1,492 @@
+"""One card in a reader, under control: what the API, the plugin and serve act on.
+
+A :class:`ServedCard` is the card the vpcd bridge talks to (it has the
+:class:`~jpki_sim.iso7816.transport.EmulatedCard` methods). It wraps the
+profile's engine card and adds, for the control service:
+
+- **one lock** per card, held while the engine processes an APDU and while any
+  change is made (PIN counters, a new card file, a renewal), so a change never
+  lands between the two writes of a VERIFY; every write goes through the card
+  store's ``transaction()`` and the PIN counters through
+  :class:`~jpki_sim.card.pins.RetryCounter`, as APDUs do;
+- **remove / insert**: the bridge leaves vpcd and comes back, so PC/SC
+  clients see the real removal and insertion events;
+- **faults** (:mod:`.faults`): delay, forced SW, mute, tear;
+- **the live trace**: a ring buffer of recent APDUs and events, PINs masked
+  when recorded (the profile's ``is_secret``), with listeners for the stream.
+
+Without faults, an APDU costs one uncontended lock and a ring-buffer append on
+top of the engine (the benchmark's PC/SC ratios measure it).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from jpki_sim.card.store import CardStore
+from jpki_sim.control import faults as faults_mod
+from jpki_sim.errors import CardFileError, UserError
+from jpki_sim.profiles import registry
+from jpki_sim.profiles.base import Profile
+from jpki_sim.trace.model import REDACTION_BYTE
+from jpki_sim.trace.redact import redact_command
+from jpki_sim.transport.vpcd import DropConnection, VpcdBridge
+
+log = logging.getLogger("jpki_sim.control")
+
+#: recent trace records kept per card (the stream replays them to a new listener)
+TRACE_KEEP = 1000
+#: how long remove/insert wait for the PC/SC reader to show the change
+READER_WAIT = 5.0
+
+
+class PowerLost(BaseException):
+    """A torn card: power is gone in the middle of a command.
+
+    A BaseException, so that the engine's ``except Exception`` (which answers
+    6F00 to a bug) lets it through: nothing after the tear point runs, exactly
+    as on a card whose power is cut.
+    """
+
+
+#: one trace record: (seq, unix time, kind, command, response, seconds, note);
+#: kind is "apdu", "power" or "control"; command/response None where there is none
+Record = tuple[int, float, str, bytes | None, bytes | None, float, str]
+
+
+class TraceBuffer:
+    """Recent trace records of one card, and who listens for new ones."""
+
+    def __init__(self, keep: int = TRACE_KEEP) -> None:
+        self.records: deque[Record] = deque(maxlen=keep)
+        self._seq = itertools.count(1)
+        self.listeners: list[Callable[[Record], None]] = []
+
+    def add(self, kind: str, command: bytes | None, response: bytes | None,
+            seconds: float = 0.0, note: str = "") -> None:
+        rec = (next(self._seq), time.time(), kind, command, response, seconds, note)
+        self.records.append(rec)
+        for listener in self.listeners:
+            try:
+                listener(rec)
+            except Exception:  # a broken listener must not reach the card
+                log.exception("trace listener failed")
+
+    def subscribe(self, listener: Callable[[Record], None]) -> Callable[[], None]:
+        self.listeners = [*self.listeners, listener]
+
+        def unsubscribe() -> None:
+            self.listeners = [x for x in self.listeners if x is not listener]
+
+        return unsubscribe
+
+    def since(self, seq: int = 0) -> list[Record]:
+        return [r for r in list(self.records) if r[0] > seq]
+
+
+def record_json(rec: Record, card: int) -> dict[str, Any]:
+    """A trace record as the API and the stream give it."""
+    from datetime import datetime, timezone
+
+    from jpki_sim.trace.describe import describe_command
+
+    seq, t, kind, command, response, seconds, note = rec
+    out: dict[str, Any] = {
+        "seq": seq,
+        "card": card,
+        "time": datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds"),
+        "type": kind,
+        "note": note or None,
+    }
+    if kind == "apdu" and command is not None:
+        out["command"] = command.hex().upper()
+        out["what"] = describe_command(command)
+        out["response"] = response.hex().upper() if response is not None else None
+        out["sw"] = response[-2:].hex().upper() if response is not None else None
+        out["ms"] = round(seconds * 1000, 3)
+    else:
+        out["what"] = note
+    return out
+
+
+class ServedCard:
+    """A card in a reader (or in-process), with the controls of :mod:`jpki_sim.control`."""
+
+    def __init__(
+        self,
+        store: CardStore[Any],
+        *,
+        index: int = 0,
+        label: str | None = None,
+        profile: Profile | None = None,
+        engine: Any = None,
+        atr: bytes | None = None,
+    ) -> None:
+        self.index = index
+        self.label = label or (str(store.path) if store.path else f"card {index}")
+        self.lock = threading.RLock()
+        self.trace = TraceBuffer()
+        self.faults = faults_mod.Faults()
+        #: True while any fault is set (the APDU path checks only this)
+        self._faulty = False
+        #: guards faults, removal and the waits of delayed and muted commands
+        self._cond = threading.Condition()
+        self._removed = False
+        self._closed = False
+        self._tearing = False
+        self.powered = False
+        self.bridge: VpcdBridge | None = None
+        #: the PC/SC name of the reader, once known
+        self.reader: str | None = None
+        self.atr_override = atr
+        self.store: CardStore[Any] = store
+        self.profile: Profile = profile or registry.profile_of(store)
+        self._adopt(store)
+        self.engine: Any = engine if engine is not None else self._build()
+        if engine is not None:
+            self.powered = bool(getattr(engine, "powered", False))
+
+    # ------------------------------------------------------------ the card and its store
+
+    def _build(self) -> Any:
+        if self.atr_override is None:
+            return self.profile.build(self.store)
+        try:
+            return self.profile.build(self.store, atr=self.atr_override)
+        except TypeError:
+            raise UserError(f"the {self.profile.name} card cannot take another ATR") from None
+
+    def _adopt(self, store: CardStore[Any]) -> None:
+        previous = store.on_commit
+
+        def on_commit() -> None:
+            if previous is not None:
+                previous()
+            if self._tearing:
+                raise PowerLost
+
+        store.on_commit = on_commit
+        self._release_hook = lambda: setattr(store, "on_commit", previous)
+
+    def rebuild(self) -> None:
+        """Build the engine card again from the store (after the issuer changed the card)."""
+        with self.lock:
+            self.engine = self._build()
+            if not self.powered:
+                self.engine.power_off()
+
+    def use_store(self, store: CardStore[Any], profile: Profile | None = None,
+                  atr: bytes | None = None) -> None:
+        """Serve another card file (already opened) from now on."""
+        with self.lock:
+            old_release = self._release_hook
+            new_profile = profile or registry.profile_of(store)
+            old = (self.store, self.profile, self.atr_override)
+            self.store, self.profile, self.atr_override = store, new_profile, atr
+            try:
+                engine = self._build()
+            except BaseException:
+                self.store, self.profile, self.atr_override = old
+                raise
+            old_release()
+            self._adopt(store)
+            self.engine = engine
+            self.label = str(store.path) if store.path else self.label
+            if not self.powered:
+                self.engine.power_off()
+
+    @property
+    def path(self) -> Path | None:
+        return self.store.path
+
+    def _refresh(self) -> None:
+        """At power-on: pick up a card file another process rewrote (``jpki-sim card ...``)."""
+        store = self.store
+        if not store.changed_on_disk():
+            return
+        try:
+            store.reload()
+        except CardFileError as exc:
+            log.error("%s: changed on disk but cannot be read (%s); keeping the old state",
+                      self.label, exc)
+            return
+        log.info("%s: card file changed on disk; reloaded", self.label)
+        self.engine = self._build()
+
+    # ------------------------------------------------------------ EmulatedCard (the bridge)
+
+    @property
+    def atr(self) -> bytes:
+        atr: bytes = self.engine.atr
+        return atr
+
+    def power_on(self) -> bytes:
+        with self.lock:
+            self._refresh()
+            atr: bytes = self.engine.power_on()
+            self.powered = True
+        self.trace.add("power", None, None, note="power on")
+        return atr
+
+    def power_off(self) -> None:
+        with self.lock:
+            self.engine.power_off()
+            was, self.powered = self.powered, False
+        if was:
+            self.trace.add("power", None, None, note="power off")
+
+    def reset(self) -> bytes:
+        with self.lock:
+            atr: bytes = self.engine.reset()
+            self.powered = True
+        self.trace.add("power", None, None, note="warm reset")
+        return atr
+
+    def process(self, raw: bytes) -> bytes:
+        if self._faulty:
+            return self._process_with_faults(raw)
+        perf = time.perf_counter
+        with self.lock:
+            t0 = perf()
+            resp: bytes = self.engine.process(raw)
+            seconds = perf() - t0
+        self.trace.add("apdu", self._shown(raw), resp, seconds)
+        return resp
+
+    def _shown(self, raw: bytes) -> bytes:
+        """The command as the trace keeps it: secrets masked."""
+        if len(raw) > 5 and self.profile.is_secret(raw):
+            masked, done = redact_command(raw)
+            if not done:  # a profile's own secret instruction: everything after the header
+                masked = raw[:5] + bytes([REDACTION_BYTE]) * (len(raw) - 5)
+            return masked
+        return raw
+
+    def _process_with_faults(self, raw: bytes) -> bytes:
+        ins = raw[1] if len(raw) > 1 else -1
+        notes: list[str] = []
+        with self._cond:
+            f = self.faults
+            if f.mute:
+                notes.append("held by mute")
+                while f.mute and not (self._removed or self._closed):
+                    self._cond.wait()
+                self._drop_if_removed(raw, "removed while mute")
+            delay = f.delay_for(ins)
+            if delay:
+                end = time.monotonic() + delay
+                while not (self._removed or self._closed):
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                self._drop_if_removed(raw, "removed during the delay")
+                notes.append(f"delayed {round(delay * 1000)} ms")
+            forced = f.take_sw(ins)
+            tear = forced is None and f.take_tear(ins)
+            self._faulty = not f.empty
+        if forced is not None:
+            self.trace.add("apdu", self._shown(raw), forced, 0.0,
+                           "; ".join([*notes, "forced SW (the card never saw it)"]))
+            return forced
+        if tear:
+            with self.lock:
+                self._tearing = True
+                try:
+                    self.engine.process(raw)
+                except PowerLost:
+                    pass
+                finally:
+                    self._tearing = False
+                self.engine.power_off()
+                self.powered = False
+            self.trace.add("apdu", self._shown(raw), None, 0.0,
+                           "; ".join([*notes, "torn: power lost after the card's first write, "
+                                      "connection dropped before the answer"]))
+            raise DropConnection
+        perf = time.perf_counter
+        with self.lock:
+            t0 = perf()
+            resp: bytes = self.engine.process(raw)
+            seconds = perf() - t0
+        self.trace.add("apdu", self._shown(raw), resp, seconds, "; ".join(notes))
+        return resp
+
+    def _drop_if_removed(self, raw: bytes, why: str) -> None:
+        if self._removed or self._closed:
+            self.trace.add("apdu", self._shown(raw), None, 0.0, f"no answer: {why}")
+            raise DropConnection
+
+    # ------------------------------------------------------------ faults
+
+    def set_faults(self, changes: dict[str, Any]) -> None:
+        """Set (or, with None/False, clear) faults: the checked result of :func:`.faults.parse`."""
+        with self._cond:
+            for kind, value in changes.items():
+                setattr(self.faults, kind, value)
+                self.faults.hits.pop(kind, None)
+            self._faulty = not self.faults.empty
+            self._cond.notify_all()
+        shown = {k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in changes.items()}
+        self.trace.add("control", None, None, note=f"faults set: {shown}")
+
+    def clear_faults(self, kind: str | None = None) -> None:
+        with self._cond:
+            self.faults.clear(kind)
+            self._faulty = not self.faults.empty
+            self._cond.notify_all()
+        self.trace.add("control", None, None, note=f"faults cleared: {kind or 'all'}")
+
+    # ------------------------------------------------------------ the reader
+
+    def attach(self, bridge: VpcdBridge, reader: str | None = None) -> None:
+        self.bridge = bridge
+        if reader is not None:
+            self.reader = reader
+
+    @property
+    def present(self) -> bool:
+        """In the reader (not removed through the controls)."""
+        return not self._removed
+
+    @property
+    def attached(self) -> bool:
+        """vpcd has polled the card on the current connection (pcscd sees it)."""
+        return self.bridge is not None and self.bridge.attached.is_set()
+
+    def remove(self, wait: bool = True) -> bool | None:
+        """Pull the card out of the reader; whether pcscd shows it absent (None: unknown)."""
+        with self._cond:
+            self._removed = True
+            self._cond.notify_all()  # a held (mute, delayed) command is dropped
+        if self.bridge is not None:
+            self.bridge.remove()
+        self.trace.add("control", None, None, note="card removed")
+        return self._wait_reader(False) if wait else None
+
+    def insert(self, wait: bool = True) -> bool | None:
+        """Put the card back. Returns whether pcscd shows it present (None: unknown)."""
+        with self._cond:
+            self._removed = False
+        if self.bridge is not None:
+            self.bridge.insert()
+        self.trace.add("control", None, None, note="card inserted")
+        if not wait:
+            return None
+        if self.bridge is not None:
+            self.bridge.attached.wait(READER_WAIT)
+        return self._wait_reader(True)
+
+    def _wait_reader(self, present: bool) -> bool | None:
+        if self.reader is None:
+            return None
+        try:
+            from jpki_sim.transport.pcsc import PcscError, wait_for_card
+
+            return wait_for_card(self.reader, present=present, timeout=READER_WAIT)
+        except (ImportError, PcscError):
+            return None
+
+    def power_cycle(self) -> None:
+        """Cut the card's power and restore it: verified PINs and the current file are gone.
+
+        The reader is not told (vpcd carries no reset from the card's end): the
+        next command finds a card fresh from reset. Remove and insert for events.
+        """
+        with self.lock:
+            self.engine.power_off()
+            self.engine.power_on()
+            self.powered = True
+        self.trace.add("control", None, None, note="power cycled")
+
+    def close(self) -> None:
+        """Release commands held by faults (serve is stopping)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------ PINs
+
+    def pin_counter(self, name: str) -> Any:
+        """PIN ``name``'s :class:`~jpki_sim.card.pins.RetryCounter` on the engine card."""
+        ref = self.profile.pin(name)
+        return self.engine.find_pin(self.profile.applications[ref.application], ref.fid)
+
+    def _set_pin(self, name: str) -> Any:
+        counter = self.pin_counter(name)
+        if not counter.is_set:
+            raise UserError(f"the card's {name} PIN is not set (its certificate is absent)")
+        return counter
+
+    def set_tries(self, name: str, tries: int) -> None:
+        with self.lock:
+            counter = self._set_pin(name)
+            if isinstance(tries, bool) or not isinstance(tries, int) \
+                    or not 0 <= tries <= counter.max_tries:
+                raise UserError(f"tries for the {name} PIN: 0 to {counter.max_tries}, "
+                                f"not {tries!r}")
+            counter.set_tries(tries)
+        self.trace.add("control", None, None, note=f"{name} PIN: {tries} tries left")
+
+    def block(self, name: str) -> None:
+        with self.lock:
+            self._set_pin(name).block()
+        self.trace.add("control", None, None, note=f"{name} PIN blocked")
+
+    def unblock(self, name: str) -> None:
+        with self.lock:
+            self._set_pin(name).unblock()
+        self.trace.add("control", None, None, note=f"{name} PIN unblocked")
+
+    def change_pin(self, name: str, new: str) -> None:
+        ref = self.profile.pin(name)
+        if not isinstance(new, str):
+            raise UserError(f"the new {name} PIN must be a string")
+        try:
+            ref.policy.check(new)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        with self.lock:
+            self._set_pin(name).change(new)
+        self.trace.add("control", None, None, note=f"{name} PIN changed")
+
+    def pins_json(self) -> dict[str, Any]:
+        out = {}
+        with self.lock:
+            for name in self.profile.pins:
+                c = self.pin_counter(name)
+                out[name] = {
+                    "set": c.is_set,
+                    "tries_left": c.tries_left if c.is_set else None,
+                    "max_tries": c.max_tries,
+                    "blocked": c.blocked,
+                }
+        return out
+
+    # ------------------------------------------------------------ state
+
+    def state_json(self) -> dict[str, Any]:
+        """What the API's card state holds of the reader and the card (lifecycle adds the rest)."""
+        bridge = self.bridge
+        return {
+            "index": self.index,
+            "label": self.label,
+            "profile": self.profile.name,
+            "file": str(self.store.path) if self.store.path else None,
+            "reader": self.reader,
+            "vpcd": bridge.address if bridge is not None else None,
+            "present": self.present,
+            "attached": self.attached,
+            "powered": self.powered,
+            "atr": self.atr.hex().upper(),
+            "apdus": bridge.apdu_count if bridge is not None else None,
+            "pins": self.pins_json(),
+            "faults": self.faults.to_json(),
+        }
