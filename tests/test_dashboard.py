@@ -84,6 +84,17 @@ def _wait(what: str, check: Any, timeout: float = 15.0) -> Any:
     pytest.fail(f"the dashboard did not show {what} within {timeout} s")
 
 
+def _click(browser: Any, selector: str, timeout: float = 15.0) -> None:
+    """Click the element ``selector`` finds, finding it again when the page redrew it."""
+    from selenium.webdriver.common.by import By
+
+    def clicked() -> bool:
+        browser.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    _wait(f"a clickable {selector}", clicked, timeout)
+
+
 @pytest.mark.pcsc
 def test_dashboard_shows_the_card_blocks_a_pin_and_traces_the_client(
         pcscd_session: PcscSession, jpki_state: Any, tmp_path: Path, browser: Any) -> None:
@@ -109,9 +120,10 @@ def test_dashboard_shows_the_card_blocks_a_pin_and_traces_the_client(
         _wait("the card panel", lambda: browser.find_elements(By.CSS_SELECTOR,
                                                               "[data-card='0'] [data-pin='auth']"))
         assert "token=" not in browser.current_url  # taken out of the address bar
-        tries = browser.find_element(By.CSS_SELECTOR, "[data-card='0'] [data-pin='auth'] .tries")
-        assert tries.text == "3/3"
-        assert "番号 花子" in browser.find_element(By.CSS_SELECTOR, "[data-card='0']").text
+        _wait("3 of 3 tries", lambda: browser.find_element(
+            By.CSS_SELECTOR, "[data-card='0'] [data-pin='auth'] .tries").text == "3/3")
+        _wait("the holder", lambda: "番号 花子" in browser.find_element(
+            By.CSS_SELECTOR, "[data-card='0']").text)
         _wait("the live stream", lambda: browser.find_element(By.ID, "connection").text == "live")
 
         # a PC/SC client's APDUs appear in the live trace
@@ -127,8 +139,7 @@ def test_dashboard_shows_the_card_blocks_a_pin_and_traces_the_client(
             _wait("the client's SELECT in the trace", traced)
 
             # a click on "block" makes the next VERIFY answer 6984
-            browser.find_element(
-                By.CSS_SELECTOR, "[data-card='0'] [data-pin='auth'] [data-action='block']").click()
+            _click(browser, "[data-card='0'] [data-pin='auth'] [data-action='block']")
             _wait("the blocked counter", lambda: browser.find_element(
                 By.CSS_SELECTOR, "[data-card='0'] [data-pin='auth'] .tries").text == "0/3")
             assert t.transmit(VERIFY_1234) == bytes.fromhex("6984")
@@ -142,11 +153,11 @@ def test_dashboard_shows_the_card_blocks_a_pin_and_traces_the_client(
         assert "31323334" not in browser.page_source  # the PIN never reaches the page
 
         # remove from the dashboard: the reader empties; insert brings it back
-        browser.find_element(By.CSS_SELECTOR, "[data-card='0'] [data-action='remove']").click()
+        _click(browser, "[data-card='0'] [data-action='remove']")
         assert wait_for_card(reader, present=False, timeout=10)
         _wait("the removed card", lambda: browser.find_element(
             By.CSS_SELECTOR, "[data-card='0'] [data-role='presence']").text == "removed")
-        browser.find_element(By.CSS_SELECTOR, "[data-card='0'] [data-action='insert']").click()
+        _click(browser, "[data-card='0'] [data-action='insert']")
         assert wait_for_card(reader, present=True, timeout=10)
         _wait("the card back", lambda: browser.find_element(
             By.CSS_SELECTOR, "[data-card='0'] [data-role='presence']").text == "in the reader")
