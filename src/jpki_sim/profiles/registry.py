@@ -35,6 +35,8 @@ BUILTIN = {"jpki": "jpki_sim.profiles.jpki.profile:PROFILE"}
 
 _profiles: dict[str, Profile] = {}
 _sources: dict[str, str] = {}
+#: instruction keys whose data some registered profile marks secret (traces redact them)
+_secret_keys: set[int] = set()
 _discovered = False
 _lock = threading.RLock()
 
@@ -46,6 +48,7 @@ def register(profile: Profile, *, replace: bool = False) -> Profile:
             raise ValueError(f"a card profile named {profile.name!r} is already registered")
         _profiles[profile.name] = profile
         sw.add_meanings(dict(profile.sw_meanings))
+        _secret_keys.update(profile.secret_instructions)
         return profile
 
 
@@ -94,6 +97,17 @@ def _discover() -> None:
         except (ImportError, AttributeError) as exc:
             raise UserError(f"{ENV_VAR}: cannot load {target!r} ({exc})") from None
         register(profile, replace=True)
+
+
+def secret_instructions() -> frozenset[int]:
+    """Every instruction key (class group, INS) a known profile marks as carrying a secret.
+
+    The built-in profile is loaded first, so its secrets are masked even in a
+    process that never asked for it.
+    """
+    get(DEFAULT)
+    with _lock:
+        return frozenset(_secret_keys)
 
 
 def names() -> list[str]:
