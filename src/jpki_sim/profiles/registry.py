@@ -35,8 +35,6 @@ BUILTIN = {"jpki": "jpki_sim.profiles.jpki.profile:PROFILE"}
 
 _profiles: dict[str, Profile] = {}
 _sources: dict[str, str] = {}
-#: instruction keys whose data some registered profile marks secret (traces redact them)
-_secret_keys: set[int] = set()
 _discovered = False
 _lock = threading.RLock()
 
@@ -48,7 +46,6 @@ def register(profile: Profile, *, replace: bool = False) -> Profile:
             raise ValueError(f"a card profile named {profile.name!r} is already registered")
         _profiles[profile.name] = profile
         sw.add_meanings(dict(profile.sw_meanings))
-        _secret_keys.update(profile.secret_instructions)
         return profile
 
 
@@ -107,7 +104,7 @@ def secret_instructions() -> frozenset[int]:
     """
     get(DEFAULT)
     with _lock:
-        return frozenset(_secret_keys)
+        return frozenset(k for p in _profiles.values() for k in p.secret_instructions)
 
 
 def names() -> list[str]:
