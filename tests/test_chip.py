@@ -22,9 +22,10 @@ from jpki_sim.issuer import chip
 from jpki_sim.issuer import counter as issuer
 from jpki_sim.issuer.ca import TestCA
 from jpki_sim.issuer.lifecycle import FixedClock
-from jpki_sim.profiles.jpki import chipdata, cvcert
+from jpki_sim.profiles.jpki import chipdata
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.build import build_card
+from jpki_sim.profiles.jpki.cv_verify import parse_cv, verify_cv
 from jpki_sim.profiles.jpki.state import CardState, load, new_store, open_store, save
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,13 +62,13 @@ def test_a_new_card_has_its_serial_municipality_key_and_chain(hanako: CardState)
     assert hanako.application_id.startswith("01203")
     assert info.atr == "contact" and info.token_label == "JPKIAPICCTOKEN2"
     assert info.internal_auth_key is not None and "PRIVATE KEY" in info.internal_auth_key
-    upper, lower = (cvcert.parse(info.cv_certificates[t]) for t in chipdata.CV_TAGS)
-    assert lower.issuer_id == upper.subject_id
-    lower.verify(upper.public_key)
+    upper, lower = (parse_cv(info.cv_certificates[t]) for t in chipdata.CV_TAGS)
+    assert lower.issuer_key_id == upper.subject_key_id
+    verify_cv(lower, upper.public_key)
     # what the card answers for it
     card = build_card(new_store(hanako))
     card.power_on()
-    assert tx(card, "00CA00F700") == (lower.issuer_id, 0x9000)
+    assert tx(card, "00CA00F700") == (lower.issuer_key_id, 0x9000)
     assert tx(card, "00CA004500") == (info.serial.encode(), 0x9000)
     tx(card, "00A4040C0A" + jpki.COMMON_AID.hex())
     record, sw = tx(card, "00B2010C00")

@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from jpki_sim.iso7816.errors import ApduError
-from jpki_sim.profiles.jpki import cvcert
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.build import build_card
 from jpki_sim.profiles.jpki.client import JpkiClient
+from jpki_sim.profiles.jpki.cv_verify import parse_cv, verify_cv
+from jpki_sim.profiles.jpki.records_cv import cv_contents
 from jpki_sim.profiles.jpki.signing import digest_info
 from jpki_sim.profiles.jpki.state import load
 from jpki_sim.transport.pcsc import PcscTransport, wait_for_card
@@ -167,10 +168,10 @@ def test_mf_client_reads_the_cv_chain_after_power_on(vpcd_reader: ServedCard) ->
     assert municipality.decode() == state.info.municipality.code
     assert contact_atr == still == jpki.ATR[1:]
     assert again == chain and len(chain) == 2
-    upper, lower = (cvcert.parse(c) for c in chain)
-    assert lower.issuer_id == upper.subject_id
-    lower.verify(upper.public_key)
-    assert chain == [cvcert.contents(state.info.cv_certificates[tag]) for tag in (0xF8, 0x7F21)]
+    upper, lower = (parse_cv(c) for c in chain)
+    assert lower.issuer_key_id == upper.subject_key_id
+    verify_cv(lower, upper.public_key)
+    assert chain == [cv_contents(state.info.cv_certificates[tag]) for tag in (0xF8, 0x7F21)]
 
 
 def test_common_key_answers_internal_authenticate_without_a_pin(vpcd_reader: ServedCard) -> None:

@@ -10,8 +10,8 @@ The CV certificates here are **placeholders** from a throw-away chain (a root
 key and an intermediate made once per process, never stored): the shapes and
 the links are the card's (F8 certified by the root, 7F21 by the key F8
 certifies), but no root a tester can trust signs them. The test CV CA
-(``jpki_sim.issuer.cv``) replaces them by writing its certificates into
-``ChipInfo.cv_certificates``.
+(:class:`jpki_sim.issuer.cv.CvCA`, its ``mf_chain``) is to replace them by
+writing its certificates into ``ChipInfo.cv_certificates``.
 """
 
 from __future__ import annotations
@@ -26,15 +26,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jpki_sim.card.pins import PinState
 from jpki_sim.errors import UserError
-from jpki_sim.profiles.jpki import chipdata, cvcert
+from jpki_sim.issuer.cv import sign_cv
+from jpki_sim.profiles.jpki import chipdata
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki import municipality as towns
+from jpki_sim.profiles.jpki.records_cv import key_id
 from jpki_sim.profiles.jpki.state import CardState, ChipInfo, Municipality
 
-#: key ids of the placeholder chain (test hierarchy: they begin with 6)
-PLACEHOLDER_ROOT_ID = cvcert.key_id("6000020", "001")
-PLACEHOLDER_INTERMEDIATE_ID = cvcert.key_id("6000021", "001")
-PLACEHOLDER_SUBJECT_ID = cvcert.key_id("6000022", "001")
+#: key ids of the placeholder chain: ``8`` leads, a hierarchy of no one's (J-LIS keys lead
+#: with 5 or 6, the test CV CA's with 9), so no client takes them for a trusted key
+PLACEHOLDER_ROOT_ID = key_id("8000020", "001")
+PLACEHOLDER_INTERMEDIATE_ID = key_id("8000021", "001")
+PLACEHOLDER_SUBJECT_ID = key_id("8000022", "001")
 
 
 # ---------------------------------------------------------------- the chip's facts
@@ -89,10 +92,10 @@ def _placeholder_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey, rsa.RSAPr
 def placeholder_cv_chain() -> dict[int, bytes]:
     """F8 (root -> intermediate) and 7F21 (intermediate -> a key below), placeholders."""
     root, intermediate, subject = _placeholder_keys()
-    upper = cvcert.issue(root, PLACEHOLDER_ROOT_ID, PLACEHOLDER_INTERMEDIATE_ID,
-                         intermediate.public_key())
-    lower = cvcert.issue(intermediate, PLACEHOLDER_INTERMEDIATE_ID, PLACEHOLDER_SUBJECT_ID,
-                         subject.public_key())
+    upper = sign_cv(PLACEHOLDER_ROOT_ID, root, PLACEHOLDER_INTERMEDIATE_ID,
+                    intermediate.public_key())
+    lower = sign_cv(PLACEHOLDER_INTERMEDIATE_ID, intermediate, PLACEHOLDER_SUBJECT_ID,
+                    subject.public_key())
     return {chipdata.DO_CV_UPPER: upper, chipdata.DO_CV_LOWER: lower}
 
 

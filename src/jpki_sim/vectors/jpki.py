@@ -247,16 +247,19 @@ def _card_info(ctx: CheckContext, arg: str | None) -> str | None:
 
 
 def _cv_certificates(data: bytes) -> list[Any]:
-    from jpki_sim.iso7816 import tlv
-    from jpki_sim.profiles.jpki import cvcert
+    """The CV certificates GET DATA answered, one after the other (a verifier's own reader)."""
+    from jpki_sim.profiles.jpki.cv_verify import parse_cv, read_objects
 
-    nodes = tlv.parse(data)
-    if [n.tag for n in nodes][:1] == [cvcert.TAG_CERTIFICATE]:
+    objects = read_objects(data)
+    if [o.tag for o in objects][:1] == [0x7F21]:
         raise ValueError("GET DATA answers the certificate without its 7F21 template")
-    if len(nodes) % 2 or not nodes:
-        raise ValueError(f"{len(nodes)} objects: a certificate is a 5F4E and a 5F37")
-    return [cvcert.parse(nodes[i].to_bytes() + nodes[i + 1].to_bytes())
-            for i in range(0, len(nodes), 2)]
+    if len(objects) % 2 or not objects:
+        raise ValueError(f"{len(objects)} objects: a certificate is a 5F4E and a 5F37")
+    certs = [parse_cv(objects[i].raw + objects[i + 1].raw) for i in range(0, len(objects), 2)]
+    for cert in certs:
+        if len(cert.body) != 297:
+            raise ValueError(f"a body of {len(cert.body)} bytes, not 297")
+    return certs
 
 
 def _cv_certificate(ctx: CheckContext, arg: str | None) -> str | None:
@@ -270,9 +273,8 @@ def _cv_certificate(ctx: CheckContext, arg: str | None) -> str | None:
 
 
 def _cv_chain(ctx: CheckContext, arg: str | None) -> str | None:
-    from cryptography.exceptions import InvalidSignature
-
-    from jpki_sim.profiles.jpki.cvcert import show_key_id
+    from jpki_sim.profiles.jpki.cv_verify import VerifyError, verify_cv
+    from jpki_sim.profiles.jpki.records_cv import key_id_text
 
     try:
         certs = _cv_certificates(ctx.data)
@@ -281,13 +283,13 @@ def _cv_chain(ctx: CheckContext, arg: str | None) -> str | None:
     if len(certs) < 2:
         return f"{len(certs)} certificate, a chain needs 2"
     for upper, lower in zip(certs, certs[1:], strict=False):
-        if lower.issuer_id != upper.subject_id:
-            return (f"broken chain: issued by {show_key_id(lower.issuer_id)}, but the "
-                    f"certificate above certifies {show_key_id(upper.subject_id)}")
+        if lower.issuer_key_id != upper.subject_key_id:
+            return (f"broken chain: issued by {key_id_text(lower.issuer_key_id)}, but the "
+                    f"certificate above certifies {key_id_text(upper.subject_key_id)}")
         try:
-            lower.verify(upper.public_key)
-        except InvalidSignature:
-            return f"{show_key_id(lower.subject_id)}'s certificate does not verify"
+            verify_cv(lower, upper.public_key)
+        except VerifyError:
+            return f"{key_id_text(lower.subject_key_id)}'s certificate does not verify"
     return None
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import date
 
 from jpki_sim.iso7816 import tlv
-from jpki_sim.profiles.jpki import cvcert
+from jpki_sim.profiles.jpki import records_cv
 
 TAG_CARD_INFO = 0x01
 CARD_INFO_DIGITS = 28
@@ -37,9 +37,9 @@ CV_TAGS = (DO_CV_UPPER, DO_CV_LOWER)
 
 #: **Chosen**: the 16-byte key reference of 共通AP / 住基AP EF 0002 (its meaning is
 #: not public); a key id of the test hierarchy, the same on every emulated card
-KEY_REFERENCE = cvcert.key_id("6000010", "001")
+KEY_REFERENCE = records_cv.key_id("6000010", "001")
 #: **Chosen**: GET DATA 0042, the issuer identification (a 16-byte key reference)
-ISSUER_IDENTIFICATION = cvcert.key_id("6000001", "001")
+ISSUER_IDENTIFICATION = records_cv.key_id("6000001", "001")
 
 
 class ChipDataError(ValueError):
@@ -110,8 +110,8 @@ def mf_data_objects(*, serial: str, municipality: str, expires: date,
     for tag in CV_TAGS:
         cert = cv_certificates.get(tag)
         if cert is not None:
-            objects[tag] = cvcert.contents(cert)
+            objects[tag] = records_cv.cv_contents(cert)
     lower = cv_certificates.get(DO_CV_LOWER)
     if lower is not None:
-        objects[DO_INTERMEDIATE_KEY_ID] = cvcert.parse(lower).issuer_id
+        objects[DO_INTERMEDIATE_KEY_ID] = records_cv.decode_cv_certificate(lower)["issuer_key_id"]
     return objects
