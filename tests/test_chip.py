@@ -297,6 +297,9 @@ def test_shell_verbs_for_the_chip(hanako: CardState) -> None:
     assert "00F0 (municipality code): 5 bytes" in out
     assert "juki    resident-registry PIN (住基AP) 3 tries left" in out
     assert store.state.pins["juki"].value == "5678" and store.state.pins["common"].value == "1234"
+    # the PINs went over the wire masked in what the shell shows (CHANGE KEY included)
+    assert "80320080042A2A2A2A -> 9000  (CHANGE KEY, PIN hidden)" in out
+    assert "35363738" not in out and "31323334" not in out
     for line, message in (("read-record 0", "record must be 1..255"),
                           ("get-data XYZ", "not a tag of 4 hex digits"),
                           ("challenge 257", "length must be 1..256")):
