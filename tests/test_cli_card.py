@@ -118,17 +118,27 @@ def test_issue_with_every_option(
         capsys, "card", "issue", str(out), "--name", "番号 太郎", "--birthdate", "1980-02-29",
         "--sex", "male", "--address", "東京都千代田区霞が関２丁目１番２号",
         "--my-number", "1234 5678 9018", "--issued", "2021-06-01", "--auth-pin", "4321",
-        "--sign-pin", "PASSWORD1", "--helper-pin", "8765", "--stay-until", "2024-12-31",
-        "--ca", str(ca_dir),
+        "--sign-pin", "PASSWORD1", "--helper-pin", "8765", "--juki-pin", "2468",
+        "--stay-until", "2024-12-31", "--municipality", "13104", "--atr", "contactless-07",
+        "--token-label", "JPKIAPICCTOKEN", "--ca", str(ca_dir),
     )  # fmt: skip
     assert doc["card"]["expires"] == "2024-12-31"
     assert doc["certificates"]["auth"]["expires"] == "2024-12-31"
+    assert doc["chip"]["municipality"] == {"code": "13104", "name": "新宿区"}
+    assert doc["chip"]["expires"] == "2024-12-31"
+    assert doc["chip"]["atr"] == "contactless-07"
+    assert doc["chip"]["token_label"] == "JPKIAPICCTOKEN"
     state = load(out)
     assert state.identity.sex == "1" and state.identity.my_number == "123456789018"
+    assert state.application_id.startswith("13104")
+    assert doc["chip"]["serial"] == state.info.serial
+    # the resident-registry PIN is one secret written to both of its keys
     assert {n: p.value for n, p in state.pins.items()} == {
         "auth": "4321",
         "sign": "PASSWORD1",
         "helper": "8765",
+        "juki": "2468",
+        "common": "2468",
     }
 
 

@@ -193,7 +193,8 @@ def test_access_rules_pin_and_never() -> None:
     [
         ("FFA4040C00", "6E00"),
         ("A0A40000", "6E00"),
-        ("40B00000", "6E00"),
+        ("40B00000", "6881"),  # further interindustry class: logical channel 4
+        ("7FB00000", "6881"),
         ("01B0000001", "6881"),
         ("0CB0000001", "6882"),
         ("10B0000001", "6884"),
@@ -336,9 +337,9 @@ def test_admin_block_and_unblock() -> None:
 # ---------------------------------------------------------------- security status
 
 
-def test_power_events_and_reselect_clear_security_status() -> None:
+def test_power_events_clear_security_status() -> None:
     card, _, _ = make_card()
-    for clear in (card.power_on, card.reset, lambda: select_a(card), card.power_off):
+    for clear in (card.power_on, card.reset, card.power_off):
         select_a(card)
         assert verify(card, b"1234") == "9000"
         clear()
@@ -346,6 +347,28 @@ def test_power_events_and_reselect_clear_security_status() -> None:
             select_a(card)
         tx(card, "00A4020C020002")
         assert tx(card, "00B0000001")[1] == "6982", clear
+
+
+def test_reselecting_the_current_application_keeps_status() -> None:
+    """JICSAP 5.1.3 rule 2: SELECT of the DF already current keeps its security status."""
+    card, _, _ = make_card()
+    select_a(card)
+    assert verify(card, b"1234") == "9000"
+    select_a(card)
+    tx(card, "00A4020C020002")
+    assert tx(card, "00B0000001") == (SECRET[:1], "9000")
+
+
+def test_a_card_whose_rules_clear_on_any_select() -> None:
+    from jpki_sim.card.rules import CardRules
+
+    card, _, _ = make_card()
+    card.rules = CardRules(reselect_keeps_status=False)
+    select_a(card)
+    assert verify(card, b"1234") == "9000"
+    select_a(card)
+    tx(card, "00A4020C020002")
+    assert tx(card, "00B0000001")[1] == "6982"
 
 
 def test_selecting_another_application_clears_status() -> None:

@@ -80,7 +80,7 @@ def test_jpki_card_default_and_markers(pytester: pytest.Pytester) -> None:
 
         def test_default(jpki_card: JpkiCard):
             assert jpki_card.profile == "default"
-            assert jpki_card.transmit("00CA5F5100") == jpki_card.atr + b"\\x90\\x00"
+            assert jpki_card.transmit("00CA5F5100") == jpki_card.atr[1:] + b"\\x90\\x00"
             assert jpki_card.client.certificate_presence() == bytes.fromhex("8F8F00")
             assert jpki_card.client.token_label() == "JPKIAPICCTOKEN2"
             jpki_card.client.verify_pin("auth", jpki_card.pins["auth"])

@@ -351,11 +351,12 @@ def test_every_command_has_help(shell: Shell) -> None:
 
 
 def test_completion_of_commands_and_card_names(shell: Shell) -> None:
-    assert shell.complete("rea") == ["read-binary", "read-cert"]
+    assert shell.complete("rea") == ["read-binary", "read-cert", "read-record"]
     assert shell.complete("read-cert ") == ["auth", "sign", "auth-ca", "sign-ca"]
     assert shell.complete("read-cert a") == ["auth", "auth-ca"]
-    assert shell.complete("verify ") == ["auth", "sign", "helper"]
-    assert shell.complete("select j") == ["jpki"]
+    assert shell.complete("verify ") == ["auth", "sign", "helper", "juki", "common"]
+    assert shell.complete("select jp") == ["jpki"]
+    assert shell.complete("select ju") == ["juki", "juki-key-ref", "juki-pin"]
     assert "auth-pin" in shell.complete("select auth-")
     assert shell.complete("select my") == ["my-number"]
     assert shell.complete("mode ") == ["transparent", "auto"]

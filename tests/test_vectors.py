@@ -214,14 +214,14 @@ def test_loader_refuses_duplicate_ids(tmp_path: Path) -> None:
 
 def test_trace_form_response_is_an_exact_expectation() -> None:
     xfer = {"event": "xfer", "t": 0.1, "command": "00CA5F5100",
-            "response": "3BE000FF8131FE45149000", "sw": "9000"}
+            "response": "E000FF8131FE45149000", "sw": "9000"}
     (v,) = _load(f"""
         {HEADER}
         {{"vector": "v", "purpose": "p"}}
         {json.dumps(xfer)}
     """)
     step = v.steps[0]
-    assert isinstance(step, Xfer) and step.data == bytes.fromhex("3BE000FF8131FE4514")
+    assert isinstance(step, Xfer) and step.data == bytes.fromhex("E000FF8131FE4514")
     assert runner.play(v, InProcessTarget()).status == runner.PASSED
 
 
@@ -396,7 +396,13 @@ def test_profiles_have_what_their_names_say() -> None:
     assert not lifecycle.is_expired(s["cert-expired"].expires, ref)
     assert all(p.tries_left == 0 for p in s["pin-blocked"].pins.values())
     assert s["default"].auth and s["default"].sign
-    assert s["default"].auth.key_pem != s["default"].sign.key_pem
+    keys = {s["default"].auth.key_pem, s["default"].sign.key_pem,
+            s["default"].info.internal_auth_key}
+    assert len(keys) == 3  # auth, sign and the 共通AP key 0019 all differ
+    assert s["contactless"].info.atr == "contactless-06"
+    assert s["old-label"].info.token_label == "JPKIAPICCTOKEN"
+    # every card of one CA has its own serial
+    assert len({st.info.serial for st in s.values()}) == len(s)
 
 
 # ---------------------------------------------------------------- the command line

@@ -2,21 +2,28 @@
 
 The engine knows no particular card. A profile (:mod:`jpki_sim.profiles`) hands
 it an ATR, dedicated files with their elementary files, the rule by which P2
-names a PIN or key, and handlers for any instruction of its own (or in place of
-an interindustry one); another card is assembled the same way.
+names a PIN or key, the data objects GET DATA answers, the choices of
+:class:`~jpki_sim.card.rules.CardRules`, and handlers for any instruction of its
+own (or in place of an interindustry one); another card is assembled the same way.
 
 Rules this engine follows (see docs/protocol.md for the why):
 
 * Applications (DFs) are selected by AID (``00 A4 04 xx``), EFs by FID under
-  the current DF (``00 A4 02 xx``). Selecting an application, even the current
-  one again, clears the whole security status (no PIN stays verified).
+  the current DF (``00 A4 02 xx``). The security status belongs to the current
+  DF: selecting another DF clears it, re-selecting the current one keeps it
+  (``rules.reselect_keeps_status``; False: any SELECT of a DF clears it).
+  Names in ``mf_names`` (a card manager's AID) make the MF level current again.
   SELECT with P2=00 returns the FCI the profile gave the file, if any.
 * READ BINARY reads transparent EFs: 15-bit offset or short-EF form, returns
   ``min(Ne, size - offset)`` bytes, offset at or past the end gives 6B00.
+  READ RECORD, GET DATA, GET CHALLENGE and INTERNAL AUTHENTICATE are in
+  :mod:`jpki_sim.card.commands`.
 * PINs follow the one retry-counter rule of :mod:`jpki_sim.card.pins`: the try
   is spent and saved **before** the comparison. An empty VERIFY always reports
   ``63Cx`` (never "already verified"). Wrong PIN ``63Cx`` with x the tries
   left, blocked ``6984``.
+* Power-off and power-on clear the volatile state (current DF and EF, security
+  status); a warm reset does too unless ``rules.reset_restarts`` is False.
 * Any exception escaping a handler is answered ``6F00``; nothing ever escapes
   :meth:`Card.process`, and nothing of the command is logged (it may hold a PIN).
 """
@@ -26,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
+from jpki_sim.card import commands
 from jpki_sim.card.files import (
     ALWAYS,
     Access,
@@ -33,9 +41,11 @@ from jpki_sim.card.files import (
     ElementaryFile,
     KeyEF,
     PinEF,
+    RecordEF,
     TransparentEF,
 )
 from jpki_sim.card.pins import RetryCounter
+from jpki_sim.card.rules import DEFAULT_RULES, CardRules, ChallengeSource, system_random
 from jpki_sim.iso7816 import ins as I
 from jpki_sim.iso7816.apdu import CommandApdu
 from jpki_sim.iso7816.errors import CardError, MalformedApdu
@@ -50,6 +60,8 @@ Handler = Callable[["Card", CommandApdu], bytes]
 ReferenceRule = Callable[["Card", int], ElementaryFile]
 
 _OK = SW.OK.to_bytes(2, "big")
+#: the MF's file identifier (ISO 7816-4 5.3.1.1)
+MF_FID = b"\x3f\x00"
 
 
 def _sw_bytes(sw: SW) -> bytes:
@@ -110,7 +122,11 @@ class Card:
         instructions: Mapping[int, Handler] | None = None,
         references: ReferenceRule = by_current_ef,
         data_objects: Mapping[int, bytes] | None = None,
+        data_objects_anywhere: Mapping[int, bytes] | None = None,
         sm_refused_sw: SW = SW.SECURE_MESSAGING_NOT_SUPPORTED,
+        rules: CardRules = DEFAULT_RULES,
+        random: ChallengeSource = system_random,
+        mf_names: Iterable[bytes] = (),
     ) -> None:
         self._atr = atr
         self.applications: dict[bytes, DedicatedFile] = {}
@@ -124,11 +140,23 @@ class Card:
         self.references = references
         #: GET DATA objects answered at MF level (no application selected)
         self.data_objects = dict(data_objects or {})
+        #: GET DATA objects answered whatever is selected
+        self.data_objects_anywhere = dict(data_objects_anywhere or {})
         self.sm_refused = _SW_BYTES[sm_refused_sw]
+        self.rules = rules
+        #: where GET CHALLENGE's bytes come from (a CSPRNG unless a test seeds one)
+        self.random = random
+        #: DF names whose SELECT makes the MF level current again (no application)
+        self.mf_names = frozenset(bytes(n) for n in mf_names)
+        for name in self.mf_names:
+            if name in self.applications:
+                raise ValueError(f"{name.hex().upper()} is both an application and an MF name")
         self.current_df: DedicatedFile | None = None
         self.current_ef: ElementaryFile | None = None
         #: verified PINs, as (application AID, PIN FID)
         self.verified: set[tuple[bytes, int]] = set()
+        #: the last GET CHALLENGE answer of this session (None after power events)
+        self.last_challenge: bytes | None = None
         self.powered = True
 
     # ------------------------------------------------ power
@@ -141,6 +169,7 @@ class Card:
         self.current_df = None
         self.current_ef = None
         self.verified.clear()
+        self.last_challenge = None
 
     def power_on(self) -> bytes:
         self._clear_volatile()
@@ -152,7 +181,17 @@ class Card:
         self.powered = False
 
     def reset(self) -> bytes:
-        return self.power_on()
+        """A warm reset: a restart as power-on, unless the card's rules say it never arrives."""
+        if self.rules.reset_restarts or not self.powered:
+            return self.power_on()
+        return self._atr
+
+    def enter_df(self, df: DedicatedFile | None) -> None:
+        """Make ``df`` (None: the MF level) current, with the security-status rule."""
+        if df is not self.current_df or not self.rules.reselect_keeps_status:
+            self.verified.clear()
+        self.current_df = df
+        self.current_ef = None
 
     # ------------------------------------------------ dispatch
 
@@ -164,7 +203,8 @@ class Card:
             cla = raw[0]
             if cla == I.CLA_INVALID:
                 return _CLA_NOT_SUPPORTED
-            if cla & I.CLA_CHANNEL_BITS:
+            if cla & I.CLA_CHANNEL_BITS or cla & 0xC0 == I.CLA_FURTHER_INTERINDUSTRY:
+                # channels 1-3, or 4-19 (further interindustry classes): only channel 0
                 return _CHANNEL_NOT_SUPPORTED
             if cla & I.CLA_SECURE_MESSAGING_BITS:
                 return _SM_NOT_SUPPORTED if raw[1] == INS.SELECT else self.sm_refused
@@ -237,10 +277,11 @@ def select(card: Card, apdu: CommandApdu) -> bytes:
             raise CardError(SW.WRONG_LENGTH)
         df = card.applications.get(apdu.data)
         if df is None:
+            if apdu.data in card.mf_names:
+                card.enter_df(None)
+                return b""
             raise CardError(SW.FILE_NOT_FOUND)
-        card.current_df = df
-        card.current_ef = None
-        card.verified.clear()
+        card.enter_df(df)
         return (df.fci or b"") if wants_data else b""
     if p1 == I.P1_SELECT_EF_UNDER_DF:
         if len(apdu.data) != 2:
@@ -253,9 +294,26 @@ def select(card: Card, apdu: CommandApdu) -> bytes:
         card.current_ef = ef
         return (ef.fci or b"") if wants_data else b""
     if p1 == I.P1_SELECT_MF_DF_EF:
-        # No usable MF: refused after reset, a no-op inside an application.
+        rules = card.rules
+        if apdu.data:
+            if len(apdu.data) != 2:
+                raise CardError(SW.WRONG_LENGTH)
+            if apdu.data == MF_FID:
+                raise CardError(rules.select_mf_by_fid)
+            # another FID: an EF of the current DF, as with P1=02
+            if card.current_df is None:
+                raise CardError(SW.FILE_NOT_FOUND)
+            found = card.current_df.files.get((apdu.data[0] << 8) | apdu.data[1])
+            if found is None:
+                raise CardError(SW.FILE_NOT_FOUND)
+            card.current_ef = found
+            return (found.fci or b"") if wants_data else b""
+        # ``00 A4 00 xx`` with no data: the MF. Refused after reset, by default a
+        # no-op inside an application (the real card's answer, which changes nothing)
         if card.current_df is None:
-            raise CardError(SW.INCORRECT_P1P2)
+            raise CardError(rules.select_mf_at_mf)
+        if rules.select_mf_in_application is not None:
+            raise CardError(rules.select_mf_in_application)
         return b""
     raise CardError(SW.INCORRECT_P1P2)
 
@@ -281,7 +339,7 @@ def read_binary(card: Card, apdu: CommandApdu) -> bytes:
     assert df is not None  # an EF is only ever current inside a DF
     card.require(ef.read, df)
     if not isinstance(ef, TransparentEF):
-        raise CardError(SW.COMMAND_INCOMPATIBLE_WITH_FILE)
+        raise CardError(SW.COMMAND_INCOMPATIBLE_WITH_FILE)  # a record EF, key or PIN
     content = ef.content
     if offset >= len(content):
         raise CardError(SW.WRONG_PARAMETERS)
@@ -329,14 +387,6 @@ def reset_retry_counter(card: Card, apdu: CommandApdu) -> bytes:
     raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
 
 
-def get_data(card: Card, apdu: CommandApdu) -> bytes:
-    if card.current_df is None:
-        value = card.data_objects.get(apdu.p1p2)
-        if value is not None:
-            return value
-    raise CardError(SW.REFERENCE_DATA_NOT_FOUND)
-
-
 #: the interindustry instructions every card has unless its profile replaces them
 ISO_INSTRUCTIONS: dict[int, Handler] = {
     instruction_key(I.CLA_INTERINDUSTRY, ins): handler
@@ -346,7 +396,10 @@ ISO_INSTRUCTIONS: dict[int, Handler] = {
         (INS.VERIFY, verify),
         (INS.CHANGE_REFERENCE_DATA, change_reference_data),
         (INS.RESET_RETRY_COUNTER, reset_retry_counter),
-        (INS.GET_DATA, get_data),
+        (INS.READ_RECORD, commands.read_record),
+        (INS.GET_DATA, commands.get_data),
+        (INS.GET_CHALLENGE, commands.get_challenge),
+        (INS.INTERNAL_AUTHENTICATE, commands.internal_authenticate),
     )
 }
 
@@ -354,12 +407,14 @@ __all__ = [
     "ALWAYS",
     "Access",
     "Card",
+    "CardRules",
     "DedicatedFile",
     "ElementaryFile",
     "Handler",
     "ISO_INSTRUCTIONS",
     "KeyEF",
     "PinEF",
+    "RecordEF",
     "ReferenceRule",
     "TransparentEF",
     "by_current_ef",

@@ -8,7 +8,7 @@ card is built, not as a wrong answer later.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,39 @@ class TransparentEF(ElementaryFile):
         return len(self.content)
 
 
+class RecordEF(ElementaryFile):
+    """A record-structured EF (linear, variable-size records), read with READ RECORD.
+
+    Records are numbered from 1. An empty record is kept as ``b""`` (it exists
+    and reads as no data).
+    """
+
+    __slots__ = ("records",)
+
+    def __init__(
+        self,
+        fid: int,
+        records: Sequence[bytes],
+        *,
+        read: Access = ALWAYS,
+        sfi: int | None = None,
+        fci: bytes | None = None,
+    ) -> None:
+        super().__init__(fid, read=read, sfi=sfi, fci=fci)
+        self.records = tuple(bytes(r) for r in records)
+
+    def record(self, number: int) -> bytes | None:
+        """Record ``number`` (1-based), None when the EF has no such record."""
+        if 1 <= number <= len(self.records):
+            return self.records[number - 1]
+        return None
+
+
+#: what a key does for INTERNAL AUTHENTICATE: the challenge in, the answer out
+#: (it may raise CardError, e.g. 6700 for a challenge it does not take)
+Authenticator = Callable[[bytes], bytes]
+
+
 class PinEF(ElementaryFile):
     """An internal EF holding a PIN. Never readable.
 
@@ -119,11 +152,13 @@ class PinEF(ElementaryFile):
 class KeyEF(ElementaryFile):
     """An internal EF holding a private key. Never readable; ``use`` gates its use.
 
-    ``key`` is whatever the profile's handler understands; the engine never
-    looks inside it.
+    ``key`` is whatever the profile's handlers understand; the engine never
+    looks inside it. ``authenticate`` is what the key answers to INTERNAL
+    AUTHENTICATE (None: the key does not take that command); the profile plugs
+    it in, the engine only calls it.
     """
 
-    __slots__ = ("key", "use", "reference")
+    __slots__ = ("key", "use", "reference", "authenticate")
 
     def __init__(
         self,
@@ -133,11 +168,13 @@ class KeyEF(ElementaryFile):
         use: Access,
         sfi: int | None = None,
         reference: int | None = None,
+        authenticate: Authenticator | None = None,
     ) -> None:
         super().__init__(fid, read=NEVER, sfi=sfi)
         self.key = key
         self.use = use
         self.reference = reference
+        self.authenticate = authenticate
 
 
 class DedicatedFile:

@@ -34,8 +34,9 @@ def configure(sub: Any) -> None:
         help="issue a new card file from the test CA",
         description=(
             "Issue a card: key pairs, certificates from the test CA with the lifecycle's "
-            "dates, PINs, helper data. Defaults: the seeds' fictional holder 番号 花子, born "
-            "1993-03-31, female; PINs auth 1234, sign ABC123, helper 1234."
+            "dates, PINs, helper data, a card serial. Defaults: the seeds' fictional holder "
+            "番号 花子, born 1993-03-31, female, issued by Otaru (01203); PINs auth 1234, "
+            "sign ABC123, juki 1234, helper 1234."
         ),
         epilog="example: jpki-sim card issue card.json --issued 2020-08-27",
     )
@@ -53,6 +54,18 @@ def configure(sub: Any) -> None:
     p.add_argument("--auth-pin", metavar="PIN", help="user-authentication PIN, 4 digits")
     p.add_argument("--sign-pin", metavar="PIN", help="signature PIN, 6-16 of A-Z 0-9")
     p.add_argument("--helper-pin", metavar="PIN", help="card-info helper PIN, 4 digits")
+    p.add_argument("--juki-pin", metavar="PIN",
+                   help="resident-registry PIN (住基AP and 共通AP keys), 4 digits")
+    p.add_argument("--municipality", metavar="CODE",
+                   help="issuing municipality, 5-digit local government code (default 01203 "
+                        "Otaru)")
+    p.add_argument("--municipality-name", metavar="NAME",
+                   help="its name, for a code jpki-sim does not know")
+    p.add_argument("--atr", metavar="NAME|HEX",
+                   help="the card's ATR: a variant (contact, contact-02..05, "
+                        "contactless-06..09) or hex (default contact)")
+    p.add_argument("--token-label", metavar="LABEL", choices=("JPKIAPICCTOKEN2", "JPKIAPICCTOKEN"),
+                   help="EF 0006's label: JPKIAPICCTOKEN2 (default) or the older JPKIAPICCTOKEN")
     sign = p.add_mutually_exclusive_group()
     sign.add_argument(
         "--no-sign-cert", action="store_true", help="no signature certificate (and no sign PIN)"
@@ -99,6 +112,7 @@ def configure(sub: Any) -> None:
         "options then set the new card's PINs (default: unchanged)",
     )
     p.add_argument("--helper-pin", metavar="PIN", help="with --new-card: the new helper PIN")
+    p.add_argument("--juki-pin", metavar="PIN", help="with --new-card: the new juki PIN")
     p.add_argument(
         "--stay-until", metavar="DATE", help="with --new-card: the new end of the period of stay"
     )
@@ -111,7 +125,8 @@ def configure(sub: Any) -> None:
         help="set a forgotten or blocked PIN to a new value (counter, after an ID check)",
     )
     p.add_argument("card", metavar="CARD.json", nargs="?", help=DEFAULT_CARD_HELP)
-    p.add_argument("--pin", required=True, choices=("auth", "sign", "helper"))
+    p.add_argument("--pin", required=True, choices=("auth", "sign", "juki", "helper"),
+                   help="the holder secret (juki: the 住基AP and 共通AP keys both)")
     p.add_argument("--new-pin", metavar="PIN", help="the new PIN (prompted if omitted)")
     _common(p, ca=False)
     p.set_defaults(func=run_reset_pin)
@@ -234,6 +249,11 @@ def _status_table(doc: dict[str, Any], path: str) -> None:
         f"issued {c['issued']}, expires {c['expires']}"
         + (" [red]EXPIRED[/]" if c["expired"] else ""),
     )
+    chip = doc["chip"]
+    town = chip["municipality"]
+    table.add_row("card serial", chip["serial"])
+    table.add_row("municipality", f"{town['code']} {town['name']}".rstrip())
+    table.add_row("variant", f"ATR {chip['atr']}, token {chip['token_label']}")
     for which, label in (("auth", "auth certificate"), ("sign", "sign certificate")):
         cert = doc["certificates"][which]
         if not cert["present"]:
@@ -309,20 +329,19 @@ def run_issue(args: argparse.Namespace) -> int:
     if args.stay_until:
         ident.stay_until = parse_date(args.stay_until, "--stay-until")
     issued = parse_date(args.issued, "--issued") if args.issued else clock.today()
-    pins = {
-        k: v
-        for k, v in (("auth", args.auth_pin), ("sign", args.sign_pin), ("helper", args.helper_pin))
-        if v is not None
-    }
     with_sign = False if args.no_sign_cert else (True if args.sign_cert else None)
     state = issuer.issue_card(
         ident,
         issued,
-        pins=pins,
+        pins=_pins(args),
         with_auth=not args.no_auth_cert,
         with_sign=with_sign,
         ca=args.ca,
         clock=clock,
+        municipality=args.municipality or issuer.DEFAULT_MUNICIPALITY,
+        municipality_name=args.municipality_name,
+        atr=args.atr,
+        token_label=args.token_label,
     )
     try:
         new_store(state, out).commit()
@@ -334,18 +353,28 @@ def run_issue(args: argparse.Namespace) -> int:
         ", ".join(f"{w} to {s.expires}" for w in carried if (s := state.slot(w)) is not None)
         or "none"
     )
+    town = state.info.municipality
     _emit(
         args,
         doc,
         f"issued {out}: {state.identity.name}, born {state.identity.birthdate}; "
-        f"card {state.issued} to {state.expires}; certificates: {certs}",
+        f"card {state.info.serial} from {town.code} {town.name}, {state.issued} to "
+        f"{state.expires}; certificates: {certs}",
     )
     return 0
 
 
+def _pins(args: argparse.Namespace) -> dict[str, str]:
+    """The holder secrets given on the command line (the rest: defaults or as they were)."""
+    given = (("auth", args.auth_pin), ("sign", args.sign_pin),
+             ("helper", args.helper_pin), ("juki", args.juki_pin))
+    return {k: v for k, v in given if v is not None}
+
+
 #: card issue's options that describe a JPKI holder
 _JPKI_ISSUE_OPTIONS = ("name", "birthdate", "sex", "address", "my_number", "issued",
-                       "stay_until", "auth_pin", "sign_pin", "helper_pin", "ca")
+                       "stay_until", "auth_pin", "sign_pin", "helper_pin", "juki_pin",
+                       "municipality", "municipality_name", "atr", "token_label", "ca")
 
 
 def _issue_other(args: argparse.Namespace, out: Any, clock: Any) -> int:
@@ -390,7 +419,7 @@ def run_renew(args: argparse.Namespace) -> int:
     args.card = str(store.path)  # the default card named, for the output
     if args.new_card:
         return _renew_card(args, store, clock)
-    for option in ("helper_pin", "stay_until"):
+    for option in ("helper_pin", "juki_pin", "stay_until"):
         if getattr(args, option) is not None:
             from jpki_sim.errors import UserError
 
@@ -435,13 +464,10 @@ def run_renew(args: argparse.Namespace) -> int:
 def _renew_card(args: argparse.Namespace, store: Any, clock: Any) -> int:
     from jpki_sim.issuer import counter as issuer
 
-    pins = {
-        k: v
-        for k, v in (("auth", args.auth_pin), ("sign", args.sign_pin), ("helper", args.helper_pin))
-        if v is not None
-    }
+    pins = _pins(args)
     stay = parse_date(args.stay_until, "--stay-until") if args.stay_until else None
     old_id = store.state.application_id
+    old_serial = store.state.info.serial
     revoked = issuer.renew_card(store, pins=pins, ca=args.ca, clock=clock, stay_until=stay)
     state = store.state
     doc = {
@@ -451,11 +477,14 @@ def _renew_card(args: argparse.Namespace, store: Any, clock: Any) -> int:
             "expires": state.expires.isoformat(),
             "application_id": state.application_id,
             "old_application_id": old_id,
+            "serial": state.info.serial,
+            "old_serial": old_serial,
         },
         "revoked": [format(s, "x") for s in revoked],
         "status": issuer.status(state, clock.today()),
     }
-    text = f"new card {state.issued} to {state.expires} (application ID {state.application_id})"
+    text = (f"new card {state.info.serial}, {state.issued} to {state.expires} "
+            f"(application ID {state.application_id})")
     if revoked:
         text += "; old certificates revoked: " + ", ".join(format(s, "x") for s in revoked)
     _emit(args, doc, text)
@@ -472,9 +501,11 @@ def run_reset_pin(args: argparse.Namespace) -> int:
     if new is None:
         new = _prompt_pin(f"new {jpki.PIN_POLICIES[args.pin].label}", twice=True)
     issuer.reset_pin(store, args.pin, new)
-    pin = store.state.pins[args.pin]
-    doc = {"path": args.card, "pin": args.pin, "tries_left": pin.tries_left}
-    _emit(args, doc, f"{args.pin} PIN reset; {pin.tries_left} tries")
+    keys = jpki.HOLDER_SECRETS[args.pin]
+    pin = store.state.pins[keys[0]]
+    doc = {"path": args.card, "pin": args.pin, "keys": list(keys), "tries_left": pin.tries_left}
+    where = f" ({' and '.join(keys)} keys)" if len(keys) > 1 else ""
+    _emit(args, doc, f"{args.pin} PIN reset{where}; {pin.tries_left} tries")
     return 0
 
 

@@ -53,7 +53,7 @@ def configure(sub: Any) -> None:
         p = add(name, text)
         p.set_defaults(func=run_action, action=name)
     p = add("pin", "a PIN's counter: tries N, block, unblock, change NEW")
-    p.add_argument("pin", help="the PIN (auth, sign, helper)")
+    p.add_argument("pin", help="the PIN (auth, sign, helper, juki, common)")
     p.add_argument("pin_action", choices=PIN_ACTIONS, metavar="ACTION",
                    help=f"one of {', '.join(PIN_ACTIONS)}")
     p.add_argument("value", nargs="?", help="tries: the number; change: the new PIN")

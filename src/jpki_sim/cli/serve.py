@@ -78,6 +78,9 @@ def configure(sub: Any) -> None:
     p.add_argument("--control-allow-remote", action="store_true",
                    help="allow --control on an address other than loopback (it warns: anyone "
                    "who can reach it and has the token controls the cards)")
+    p.add_argument("--atr", metavar="NAME|HEX",
+                   help="present this ATR instead of the card file's: a variant of the card's "
+                        "profile (jpki: contact, contact-02..05, contactless-06..09) or hex")
     add_profile_argument(p)
     p.set_defaults(func=run)
 
@@ -278,6 +281,9 @@ def run(args: argparse.Namespace) -> int:
         datefmt="%H:%M:%S",
     )
     stores = _open_stores(args)
+    # --atr: a variant of each card's profile or hex, refused before anything is started
+    atrs = [registry.profile_of(store).atr(args.atr) if args.atr else None
+            for _label, store in stores]
     if port + len(stores) - 1 > 65535:
         raise UserError(f"{len(stores)} cards from port {port} run past port 65535")
     daemon = _preflight(args, host, port, len(stores))
@@ -297,7 +303,8 @@ def run(args: argparse.Namespace) -> int:
     bridges: list[vpcd.VpcdBridge] = []
     from jpki_sim.control.served import ServedCard
 
-    served = [ServedCard(store, index=i, label=label, profile=registry.profile_of(store))
+    served = [ServedCard(store, index=i, label=label, profile=registry.profile_of(store),
+                         atr=atrs[i])
               for i, (label, store) in enumerate(stores)]
     control = _start_control(args, served)
     control_info: dict[str, Any] = {}

@@ -130,8 +130,9 @@ class CommandApdu:
 _PARSED: dict[bytes, CommandApdu] = {}
 _PARSED_MAX = 512
 _PARSED_MAX_LEN = 32
-#: VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER: their data are PINs
-_PIN_INS = frozenset((0x20, 0x24, 0x2C))
+#: VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER, and the JICSAP-family
+#: CHANGE KEY (80 32): their data are PINs
+_PIN_INS = frozenset((0x20, 0x24, 0x2C, 0x32))
 
 @dataclass(frozen=True, slots=True)
 class ResponseApdu:

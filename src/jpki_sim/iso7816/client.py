@@ -26,6 +26,8 @@ from jpki_sim.iso7816.ins import (
     P1_SELECT_BY_DF_NAME,
     P1_SELECT_EF_UNDER_DF,
     P1_VERIFY,
+    P2_RECORD_NUMBER_IN_P1,
+    P2_RECORD_SFI_SHIFT,
     P2_SELECT_NO_DATA,
     P2_SPECIFIC_REFERENCE,
 )
@@ -64,15 +66,25 @@ class Exchange:
         return (r[-2] << 8 | r[-1]) if len(r) >= 2 else 0
 
 
+#: how a PIN is changed after a VERIFY of its old value: CLA, INS, P1 (P2 as for VERIFY).
+#: ISO CHANGE REFERENCE DATA with "new value only" by default
+CHANGE_REFERENCE_DATA = (0x00, INS.CHANGE_REFERENCE_DATA, P1_CHANGE_NEW_ONLY)
+
+
 @dataclass(frozen=True, slots=True)
 class PinAddress:
-    """Where a PIN is and how to address it: SELECT its EF then P2 (or P2 alone)."""
+    """Where a PIN is and how to address it: SELECT its EF then P2 (or P2 alone).
+
+    ``change`` is the command that sets a new value (CLA, INS, P1), for cards
+    that change some PINs with a command of their own.
+    """
 
     aid: bytes
     fid: int
     max_tries: int
     p2: int = P2_SPECIFIC_REFERENCE
     select: bool = True
+    change: tuple[int, int, int] = CHANGE_REFERENCE_DATA
 
 
 @dataclass
@@ -216,11 +228,12 @@ class CardClient:
             return
         if ins == INS.SELECT and sw == SW.OK:
             if p1 == P1_SELECT_BY_DF_NAME:
-                # selecting an application (even the current one) drops its
-                # security state, as OpenSC >= 0.24's logout assumes
+                # selecting another application drops the security state; the
+                # current one again keeps it (JICSAP 5.1.3 rules 2 and 3)
+                if parsed.data != self.view.application:
+                    self.view.verified.clear()
                 self.view.application = parsed.data
                 self.view.ef = None
-                self.view.verified.clear()
             elif p1 == P1_SELECT_EF_UNDER_DF and len(parsed.data) == 2:
                 self.view.ef = int.from_bytes(parsed.data, "big")
             return
@@ -308,6 +321,50 @@ class CardClient:
         """Read ``length`` bytes of the current EF from offset 0, in 256-byte chunks."""
         return self.read_from(0, length)
 
+    # ------------------------------------------------------------ records, data, challenges
+
+    def read_record(self, number: int, sfi: int | None = None, ne: int = READ_CHUNK) -> bytes:
+        """READ RECORD ``00 B2 number P2 Le``: of the current EF, or of short EF id ``sfi``."""
+        if not 1 <= number <= 0xFF:
+            raise ValueError(f"record number {number} out of range 1..255")
+        if sfi is not None and not 1 <= sfi <= 30:
+            raise ValueError(f"short EF identifier {sfi} out of range 1..30")
+        p2 = ((sfi or 0) << P2_RECORD_SFI_SHIFT) | P2_RECORD_NUMBER_IN_P1
+        where = f" of SFI {sfi:02X}" if sfi else ""
+        return self._send(CommandApdu(0x00, INS.READ_RECORD, number, p2, b"", ne),
+                          f"READ RECORD {number}{where}")
+
+    def get_data(self, tag: int) -> bytes:
+        """GET DATA of ``tag``; a 6700 to the short Le is asked again with an extended one.
+
+        (A large object does not fit a short Le, and cards refuse it rather than
+        tell the length; that costs one more exchange for the large ones only.)
+        """
+        short = CommandApdu(0x00, INS.GET_DATA, tag >> 8, tag & 0xFF, b"", READ_CHUNK)
+        resp = self.transmit_apdu(short)
+        if resp.sw == SW.WRONG_LENGTH:
+            resp = self.transmit_apdu(
+                CommandApdu(0x00, INS.GET_DATA, tag >> 8, tag & 0xFF, b"", 65536))
+        if resp.sw != SW.OK:
+            raise ApduError(resp.sw, f"GET DATA {tag:04X}")
+        return resp.data
+
+    def get_challenge(self, n: int = 8) -> bytes:
+        """GET CHALLENGE ``00 84 00 00 Le``: ``n`` (1..256) random bytes from the card."""
+        if not 1 <= n <= 256:
+            raise ValueError(f"a challenge is 1 to 256 bytes, not {n}")
+        data = self._send(CommandApdu(0x00, INS.GET_CHALLENGE, 0, 0, b"", n), "GET CHALLENGE")
+        if len(data) != n:
+            raise ApduError(SW.OK, f"GET CHALLENGE: {len(data)} bytes, asked for {n}")
+        return data
+
+    def internal_authenticate(self, p2: int, challenge: bytes, ne: int = READ_CHUNK) -> bytes:
+        """INTERNAL AUTHENTICATE ``00 88 00 P2 Lc challenge Le``: the key P2 names answers."""
+        return self._send(
+            CommandApdu(0x00, INS.INTERNAL_AUTHENTICATE, 0, p2, challenge, ne),
+            f"INTERNAL AUTHENTICATE {p2:02X}",
+        )
+
     # ------------------------------------------------------------ PINs
 
     def pin_address(self, which: str) -> PinAddress:
@@ -361,18 +418,21 @@ class CardClient:
         raise ApduError(sw, name)
 
     def change_pin(self, which: str, new: str | bytes, old: str | bytes | None = None) -> None:
-        """CHANGE REFERENCE DATA ``00 24 01 P2 Lc new``; the PIN must be verified first.
+        """Set a new PIN value; the PIN must be verified first.
 
-        With ``old`` given, VERIFY it first (as a card's own readers do).
+        CHANGE REFERENCE DATA ``00 24 01 P2 Lc new``, or the command the PIN's
+        address names. With ``old`` given, VERIFY it first (as a card's own
+        readers do).
         """
         if old is not None:
             self.verify_pin(which, old)
         value = new.encode("ascii") if isinstance(new, str) else new
         where = self._select_pin(which)
-        resp = self.transmit_apdu(
-            CommandApdu(0x00, INS.CHANGE_REFERENCE_DATA, P1_CHANGE_NEW_ONLY, where.p2, value)
-        )
-        self.check_pin_answer(resp.sw, f"CHANGE REFERENCE DATA {which}")
+        cla, ins, p1 = where.change
+        resp = self.transmit_apdu(CommandApdu(cla, ins, p1, where.p2, value))
+        name = "CHANGE REFERENCE DATA" if (cla, ins) == (0x00, INS.CHANGE_REFERENCE_DATA) else (
+            f"{cla:02X} {ins:02X} (change)")
+        self.check_pin_answer(resp.sw, f"{name} {which}")
 
 
 def der_length(header: bytes) -> int:

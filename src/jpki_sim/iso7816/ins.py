@@ -31,6 +31,9 @@ CLA_INTERINDUSTRY = 0x00
 CLA_PROPRIETARY = 0x80
 #: the class bits the engine looks at before the group
 CLA_CHANNEL_BITS = 0x03
+#: bit 7 set (``01xx xxxx``): the further interindustry classes, logical channels 4-19
+CLA_FURTHER_INTERINDUSTRY = 0x40
+CLA_FURTHER_CHANNEL_BITS = 0x0F
 CLA_SECURE_MESSAGING_BITS = 0x0C
 CLA_CHAINING_BIT = 0x10
 CLA_GROUP_BITS = 0xE0
@@ -74,4 +77,11 @@ MAX_OFFSET_15_BIT = 0x7FFF
 
 # READ RECORD (7.3.3): P2 bits 3-1 say how P1 names the record, bits 8-4 the SFI
 P2_RECORD_NUMBER_IN_P1 = 0x04
+P2_RECORDS_FROM_P1 = 0x05  # all records from number P1 to the last
+P2_RECORD_HOW_BITS = 0x07
 P2_RECORD_SFI_SHIFT = 3
+#: P2 bits 8-4 all set: reserved (ISO 7816-4 table 50)
+P2_RECORD_SFI_RFU = 0x1F
+
+# GET CHALLENGE (7.5.3) and INTERNAL AUTHENTICATE (7.5.2)
+P1P2_NONE = 0x00

@@ -19,6 +19,7 @@ class SW(IntEnum):
     VERIFY_FAILED = 0x6300  # with no counter information
     # execution / checking errors
     MEMORY_FAILURE = 0x6581
+    SECURITY_ENVIRONMENT_FAULTY = 0x66F1  # proprietary (JICSAP family): no SM set up here
     WRONG_LENGTH = 0x6700
     CLA_FUNCTION_NOT_SUPPORTED = 0x6800
     LOGICAL_CHANNEL_NOT_SUPPORTED = 0x6881
@@ -70,6 +71,7 @@ _MEANINGS: dict[int, str] = {
     0x6282: "end of file reached before reading Le bytes",
     0x6300: "verification failed",
     0x6581: "memory failure",
+    0x66F1: "security environment faulty (proprietary)",
     0x6700: "wrong length",
     0x6800: "functions in CLA not supported",
     0x6881: "logical channel not supported",
@@ -148,6 +150,8 @@ def iso_meaning(sw: int) -> str:
         return "execution error: state of non-volatile memory unchanged"
     if sw1 == 0x65:
         return "execution error: state of non-volatile memory changed"
+    if sw1 == 0x66:
+        return "security-related issue"
     if sw1 == 0x67:
         return "wrong length"
     if sw1 == 0x68:

@@ -11,7 +11,8 @@ The CA lives in a directory, created on first use::
     auth-ca.key    its private key (PEM, mode 0600)
     sign-ca.crt    root of the signature CA (PEM)
     sign-ca.key    its private key (PEM, mode 0600)
-    db.json        every certificate issued (exact DER) and its revocation
+    db.json        every certificate issued (exact DER) and its revocation, and
+                   the serial of every card issued (``cards``)
 
 Every file is written atomically; a lock file serialises concurrent writers
 (two shells renewing two cards against the same CA).
@@ -413,6 +414,16 @@ class TestCA:
     def record(self, serial: int) -> Record | None:
         d = self._read_db()["certificates"].get(format(serial, "x"))
         return Record.from_json(serial, d) if d else None
+
+    def allocate_card_serial(self, issued: str) -> str:
+        """A 15-digit card serial no card of this CA has had; recorded with its issue date."""
+        with self._db() as db:
+            cards = db.setdefault("cards", {})
+            while True:
+                serial = f"{secrets.randbelow(9 * 10**14) + 10**14:015d}"  # no leading 0
+                if serial not in cards:
+                    cards[serial] = {"issued": issued}
+                    return serial
 
     def revoke(self, serial: int, *, at: datetime, reason: str = "superseded") -> Record:
         """Revoke a certificate this CA issued. Revoking twice keeps the first date."""

@@ -20,10 +20,10 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki_sim.card.pins import PinState, RetryCounter
+from jpki_sim.card.pins import RetryCounter
 from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
-from jpki_sim.issuer import lifecycle
+from jpki_sim.issuer import chip, lifecycle
 from jpki_sim.issuer.ca import TestCA
 from jpki_sim.issuer.certprofile import Which
 from jpki_sim.issuer.lifecycle import Clock
@@ -141,12 +141,6 @@ def check_pin(which: str, pin: str) -> str:
     return pin
 
 
-def _new_pin_state(which: str, value: str | None) -> PinState:
-    policy = jpki.PIN_POLICIES[which]
-    # a PIN never set (its certificate absent) keeps a full, unused counter
-    return PinState(value, policy.max_tries, policy.max_tries)
-
-
 # ---------------------------------------------------------------- issue
 
 
@@ -196,13 +190,17 @@ def issue_card(
     clock: Clock | None = None,
     keys: KeySource | None = None,
     municipality: str = DEFAULT_MUNICIPALITY,
+    municipality_name: str | None = None,
+    atr: str | None = None,
+    token_label: str | None = None,
 ) -> CardState:
     """A new card from the test CA, with the lifecycle's dates.
 
     ``issued`` defaults to the clock's today. ``with_sign`` None follows the
     practice of the seeds: a signature certificate from age 15. A PIN whose
-    certificate is absent is never set (``value`` None). The card is returned,
-    not saved: the caller decides where it lives.
+    certificate is absent is never set (``value`` None). ``pins`` name holder
+    secrets; the chip's facts (serial, municipality, variant) are :mod:`.chip`'s.
+    The card is returned, not saved: the caller decides where it lives.
     """
     clock = clock or lifecycle.SystemClock()
     keys = keys or generate_key
@@ -225,9 +223,11 @@ def issue_card(
         )
     if with_sign is None:
         with_sign = lifecycle.age_on(identity.birthdate, day) >= SIGN_CERT_FROM_AGE
-    chosen = {**jpki.DEFAULT_PINS, **(pins or {})}
+    chosen = chip.pin_values(pins)
     for which, value in chosen.items():
         check_pin(which, value)
+    town = chip.municipality(municipality, municipality_name)
+    chip.check_variant(atr, token_label)
     authority = open_ca(ca)
     cert_expires = lifecycle.certificate_expiry(identity.birthdate, day, card_expires)
 
@@ -237,18 +237,16 @@ def issue_card(
         identity=identity,
         issued=day,
         expires=card_expires,
-        application_id=application_id(day, municipality),
+        application_id=application_id(day, town.code),
         security_code=f"{secrets.randbelow(10**4):04d}",
         auth=auth,
         sign=sign,
         auth_ca_der=authority.auth.cert_der,
         sign_ca_der=authority.sign.cert_der,
-        pins={
-            "auth": _new_pin_state("auth", chosen["auth"] if auth else None),
-            "sign": _new_pin_state("sign", chosen["sign"] if sign else None),
-            "helper": _new_pin_state("helper", chosen["helper"]),
-        },
+        pins=chip.initial_pins(chosen, auth=auth is not None, sign=sign is not None),
         ca_dir=str(authority.directory),
+        chip=chip.new_chip(authority, day, keys=keys, town=town, atr=atr,
+                           token_label=token_label),
     )
 
 
@@ -387,6 +385,7 @@ def status(state: CardState, at: date) -> dict[str, Any]:
             else None,
         },
         "certificates": certs,
+        "chip": chip.status(state),
         "renewal": {
             "for": renewal_for,
             "opens": opens.isoformat(),
@@ -464,13 +463,13 @@ def verify_pin(store: CardStore[CardState], which: str, candidate: str) -> None:
 
 
 def reset_pin(store: CardStore[CardState], which: str, new_pin: str) -> None:
-    """Initialise a forgotten or blocked PIN to ``new_pin`` (after the counter checks identity)."""
-    if which not in jpki.PIN_POLICIES:
-        raise UserError(f"no PIN called {which!r} (auth, sign or helper)")
-    check_pin(which, new_pin)
-    if which != "helper" and store.state.slot(which) is None:
+    """Set a forgotten or blocked PIN to ``new_pin`` (``juki``: both 001C keys), as the counter."""
+    keys = chip.reset_keys(which)
+    check_pin(keys[0], new_pin)  # the keys of one secret share a policy
+    if which in ("auth", "sign") and store.state.slot(which) is None:
         raise UserError(f"the card carries no {which} certificate, so it has no {which} PIN")
-    pin_counter(store, which).reset(new_pin)
+    for key in keys:
+        pin_counter(store, key).reset(new_pin)
 
 
 # ---------------------------------------------------------------- renewal and re-issue
@@ -609,7 +608,7 @@ def renew_card(
     chosen = {n: p.value for n, p in state.pins.items() if p.value is not None}
     chosen.update(pins or {})
     authority = open_ca(ca, state)
-    municipality = state.application_id[:5]
+    town = state.info.municipality
     identity = copy.deepcopy(state.identity)
     if stay_until is not None:
         identity.stay_until = stay_until
@@ -622,7 +621,10 @@ def renew_card(
         ca=authority,
         clock=clock,
         keys=keys,
-        municipality=municipality if municipality.isdigit() else DEFAULT_MUNICIPALITY,
+        municipality=town.code,
+        municipality_name=town.name or town.code,
+        atr=state.info.atr,
+        token_label=state.info.token_label,
     )
     old = [(w, s) for w in ("auth", "sign") if (s := state.slot(w)) is not None]
     history = list(state.history)

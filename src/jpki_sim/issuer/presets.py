@@ -18,7 +18,9 @@ Presets:
 ``minor``          a 10-year-old: no signature certificate, card valid 5 years
 ``expired``        issued 2015-04-01: card and certificates expired at its date
 ``cert-expired``   issued 2020-04-01: certificates expired, card still valid
-``pin-blocked``    ``default`` with all three PINs blocked (0 tries)
+``pin-blocked``    ``default`` with every PIN blocked (0 tries)
+``contactless``    ``default`` presented as a contactless card (ATR ``contactless-06``)
+``old-label``      ``default`` with the older token label ``JPKIAPICCTOKEN``
 =================  ============================================================
 """
 
@@ -40,12 +42,13 @@ if TYPE_CHECKING:
     from jpki_sim.issuer.ca import TestCA
     from jpki_sim.profiles.jpki.state import CardState
 
-#: PIN values of every preset (the card's documented defaults)
-PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}
+#: PIN values of every preset (the card's documented defaults); juki and common
+#: are the two keys of the one 住民基本台帳用暗証番号
+PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234", "juki": "1234", "common": "1234"}
 
 #: how many card keys one process generates; cards take them in turn, so a
-#: card's auth and sign keys always differ
-KEY_POOL_SIZE = 2
+#: card's auth, sign and 共通AP keys always differ
+KEY_POOL_SIZE = 3
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,9 @@ class Preset:
     #: tries left per PIN after issue (missing: full counter)
     tries: dict[str, int] = field(default_factory=dict)
     name_on_card: str | None = None
+    #: the ATR variant and token label (None: the card's defaults)
+    atr: str | None = None
+    token_label: str | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -112,10 +118,24 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "pin-blocked",
-            "both certificates, all three PINs blocked (0 tries left)",
+            "both certificates, every PIN blocked (0 tries left)",
             issued=date(2025, 4, 1),
             reference_date=date(2026, 4, 1),
-            tries={"auth": 0, "sign": 0, "helper": 0},
+            tries={"auth": 0, "sign": 0, "helper": 0, "juki": 0, "common": 0},
+        ),
+        Preset(
+            "contactless",
+            "the default card in a contactless reader: ATR 3B 88 80 01 ... (JPKI (06))",
+            issued=date(2025, 4, 1),
+            reference_date=date(2026, 4, 1),
+            atr="contactless-06",
+        ),
+        Preset(
+            "old-label",
+            "the default card with the older token label JPKIAPICCTOKEN in EF 0006",
+            issued=date(2025, 4, 1),
+            reference_date=date(2026, 4, 1),
+            token_label="JPKIAPICCTOKEN",
         ),
     )
 }
@@ -215,6 +235,8 @@ class CardFactory:
             with_sign=preset.with_sign,
             ca=self.ca,
             keys=self._key_source(),
+            atr=preset.atr,
+            token_label=preset.token_label,
         )
         for pin, tries in preset.tries.items():
             state.pins[pin].tries_left = tries

@@ -24,7 +24,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jpki_sim.errors import UserError
-from jpki_sim.iso7816.client import CardClient, PinAddress
+from jpki_sim.iso7816.client import CHANGE_REFERENCE_DATA, CardClient, PinAddress
 from jpki_sim.iso7816.ins import CLA_INTERINDUSTRY, INS, instruction_key
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ class PinRef:
     """Where a PIN lives and how a client addresses it.
 
     ``select`` True: the client SELECTs the PIN's EF, then sends ``p2``
-    (typically 80, "the current EF"); False: ``p2`` names it alone.
+    (typically 80, "the current EF"); False: ``p2`` names it alone. ``change``
+    is the command (CLA, INS, P1) that sets a new value.
     """
 
     name: str
@@ -82,6 +83,7 @@ class PinRef:
     policy: PinPolicy
     p2: int = P2_CURRENT_EF
     select: bool = True
+    change: tuple[int, int, int] = CHANGE_REFERENCE_DATA
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,7 @@ class Profile:
         return {
             name: PinAddress(
                 self.applications[ref.application], ref.fid, ref.policy.max_tries, ref.p2,
-                ref.select,
+                ref.select, ref.change,
             )
             for name, ref in self.pins.items()
         }

@@ -96,6 +96,17 @@ def _discover() -> None:
         register(profile, replace=True)
 
 
+def secret_instructions() -> frozenset[int]:
+    """Every instruction key (class group, INS) a known profile marks as carrying a secret.
+
+    The built-in profile is loaded first, so its secrets are masked even in a
+    process that never asked for it.
+    """
+    get(DEFAULT)
+    with _lock:
+        return frozenset(k for p in _profiles.values() for k in p.secret_instructions)
+
+
 def names() -> list[str]:
     with _lock:
         _discover()

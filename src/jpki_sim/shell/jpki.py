@@ -198,6 +198,48 @@ def do_token_info(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     return Outcome(None, label)
 
 
+@command("card-info", "the card serial, issuing municipality and expiry (共通AP, READ RECORD 1)")
+def do_card_info(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    from jpki_sim.profiles.jpki.municipality import name_of
+
+    info = jpki_client(shell).card_info()
+    town = name_of(info["municipality"])
+    shell.print(f"card serial   {info['serial']}")
+    shell.print(f"municipality  {info['municipality']}" + (f" ({town})" if town else ""))
+    shell.print(f"card expires  {info['expires']}")
+    return Outcome(None, f"{info['serial']} {info['municipality']} {info['expires']}")
+
+
+def _common_auth_setup(p: ShellArgParser) -> None:
+    p.add_argument("challenge", nargs="?", metavar="HEX",
+                   help="the challenge (1..255 bytes of hex; default: 16 bytes from GET "
+                        "CHALLENGE)")
+
+
+@command("common-auth", "INTERNAL AUTHENTICATE with the 共通AP key 0019 (no PIN needed)",
+         setup=_common_auth_setup)
+def do_common_auth(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    from jpki_sim.iso7816.apdu import parse_hex
+
+    client = jpki_client(shell)
+    if args.challenge is None:
+        challenge = client.get_challenge(16)
+    else:
+        try:
+            challenge = parse_hex(args.challenge, "challenge")
+        except ValueError as exc:
+            raise ShellError(str(exc)) from None
+        if not 1 <= len(challenge) <= 255:
+            raise ShellError("a challenge is 1 to 255 bytes")
+    shell.print(f"challenge {challenge.hex().upper()}")
+    signature = client.common_authenticate(challenge)
+    for line in render.hexdump(signature, prefix="  "):
+        shell.print(line)
+    shell.print(f"{len(signature)}-byte signature (sha256WithRSAEncryption over the challenge; "
+                "the key's public half is on no EF)")
+    return Outcome(None, signature.hex().upper())
+
+
 def _rebuild(shell: Shell) -> None:
     atr = shell.target.rebuild()
     shell.client.forget()

@@ -142,3 +142,17 @@ def _tlv_lines(node: Any, depth: int) -> list[str]:
         pass
     shown = value.hex().upper() if len(value) <= 32 else f"{value[:32].hex().upper()}..."
     return [f"{head}  {shown}{text}"]
+
+
+def decode_record(data: bytes) -> list[str]:
+    """A record as simple-TLV (one-byte tag, one-byte length, value): ``tag 01, 28 bytes "..."``.
+
+    Records of record-structured EFs hold simple-TLV (JICSAP 4.4.1); shown only
+    when the whole record is one such object.
+    """
+    if len(data) < 2 or data[1] == 0xFF or 2 + data[1] != len(data):
+        return []
+    value = data[2:]
+    text = value.decode("ascii") if value.isascii() and value.decode("ascii").isprintable() else ""
+    shown = f' "{text}"' if text else ""
+    return [f"simple-TLV: tag {data[0]:02X}, {len(value)} bytes{shown}"]

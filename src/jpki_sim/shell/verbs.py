@@ -273,12 +273,13 @@ def do_reset(shell: Shell, args: argparse.Namespace) -> Outcome | None:
 
 
 def _select_setup(p: ShellArgParser) -> None:
-    p.add_argument("target", metavar="jpki|helper|EF-NAME|FID|AID",
-                   help="an application (jpki, helper), an EF name (auth-cert, sign-pin, ...), "
+    p.add_argument("target", metavar="APPLICATION|EF-NAME|FID|AID",
+                   help="an application (jpki, helper, common, juki on a JPKI card), an EF "
+                        "name (auth-cert, sign-pin, card-info, ...), "
                         "a 4-digit FID under the current application, or an AID in hex")
 
 
-@command("select", "SELECT an application (jpki, helper, AID) or an EF (name or FID)",
+@command("select", "SELECT an application (jpki, helper, common, juki, AID) or an EF",
          setup=_select_setup, positional=[_select_targets])
 def do_select(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     client = shell.client
@@ -361,10 +362,11 @@ def do_read_binary(shell: Shell, args: argparse.Namespace) -> Outcome | None:
 
 
 def _pin_status_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", nargs="*", metavar="auth|sign|helper|all",
-                   help="the PINs to query (default: those of the current application, "
-                        "all three when none is selected; querying a PIN of another "
-                        "application selects it, which drops the verified PINs)")
+    p.add_argument("which", nargs="*", metavar="PIN|all",
+                   help="the PINs to query (JPKI card: auth, sign, helper, juki, common; "
+                        "default: those of the current application, all when none is "
+                        "selected; querying a PIN of another application selects it, which "
+                        "drops the verified PINs)")
 
 
 @command("pin-status", "tries left of PINs (SELECT the PIN EF, empty VERIFY); default: this app's",
@@ -409,7 +411,8 @@ def secret(shell: Shell, given: str | None, what: str) -> str:
 
 
 def _verify_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", help="a PIN of the card (auth, sign or helper on a JPKI card)")
+    p.add_argument("which", help="a PIN of the card (JPKI card: auth, sign, helper, juki "
+                                 "(住基AP) or common (共通AP))")
     p.add_argument("pin", nargs="?", help="the PIN (asked for, hidden, when left out)")
 
 
@@ -424,12 +427,13 @@ def do_verify(shell: Shell, args: argparse.Namespace) -> Outcome | None:
 
 
 def _change_pin_setup(p: ShellArgParser) -> None:
-    p.add_argument("which", help="a PIN of the card (auth, sign or helper on a JPKI card)")
+    p.add_argument("which", help="a PIN of the card (JPKI card: auth, sign, helper, juki, "
+                                 "common; juki and common change with JICSAP CHANGE KEY)")
     p.add_argument("values", nargs="*", metavar="PIN",
                    help="OLD NEW (VERIFY OLD first), or NEW alone when already verified")
 
 
-@command("change-pin", "CHANGE REFERENCE DATA: set a new PIN (OLD NEW, or NEW after verify)",
+@command("change-pin", "set a new PIN (OLD NEW, or NEW after verify), with the card's command",
          setup=_change_pin_setup, positional=[_pin_names])
 def do_change_pin(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     if len(args.values) > 2:
@@ -446,3 +450,85 @@ def do_change_pin(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     return Outcome(None, "changed")
 
 
+
+
+# ================================================================ records, data objects, challenges
+
+
+def _read_record_setup(p: ShellArgParser) -> None:
+    p.add_argument("record", nargs="?", default="1", help="record number, 1..255 (default 1)")
+    p.add_argument("--sfi", metavar="N",
+                   help="short EF identifier (1..30): READ RECORD names the EF itself "
+                        "(P2 = N<<3|4), no SELECT; default: the current EF")
+
+
+@command("read-record", "READ RECORD of the current EF, or of a short EF id (--sfi)",
+         setup=_read_record_setup)
+def do_read_record(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    number = _number(args.record, "record")
+    sfi = _number(args.sfi, "--sfi") if args.sfi is not None else None
+    if not 1 <= number <= 255:
+        raise ShellError("record must be 1..255")
+    if sfi is not None and not 1 <= sfi <= 30:
+        raise ShellError("--sfi must be 1..30")
+    data = shell.client.read_record(number, sfi=sfi)
+    for line in render.hexdump(data, prefix="  "):
+        shell.print(line)
+    for line in render.decode_record(data):
+        shell.print("  " + line)
+    where = f" of SFI {sfi}" if sfi else ""
+    shell.print(f"record {number}{where}: {len(data)} bytes")
+    return Outcome(None, data.hex().upper())
+
+
+#: GET DATA tags the shell completes, with what they are (a profile may know more)
+DATA_TAGS = {
+    "5F51": "contact ATR (without TS)",
+    "0042": "issuer identification",
+    "0045": "card identification number",
+    "0066": "card recognition data",
+    "00F0": "municipality code",
+    "00F2": "expiry date",
+    "00F7": "key id of the intermediate CV key",
+    "00F8": "CV certificate (upper)",
+    "7F21": "CV certificate (lower)",
+}
+
+
+def _get_data_setup(p: ShellArgParser) -> None:
+    p.add_argument("tag", metavar="TAG",
+                   help="the data object's tag, 4 hex digits (P1 P2), e.g. 5F51, 00F0, 00F8")
+
+
+@command("get-data", "GET DATA of a tag (extended Le when the short one is refused)",
+         setup=_get_data_setup, positional=[list(DATA_TAGS)])
+def do_get_data(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    text = args.tag.upper().removeprefix("0X")
+    if not re.fullmatch(r"[0-9A-F]{1,4}", text):
+        raise ShellError(f"get-data: {args.tag!r} is not a tag of 4 hex digits")
+    tag = int(text, 16)
+    data = shell.client.get_data(tag)
+    for line in render.hexdump(data, prefix="  "):
+        shell.print(line)
+    for line in render.decode_data(data, shell.target.now()):
+        shell.print("  " + line)
+    name = DATA_TAGS.get(f"{tag:04X}")
+    shell.print(f"{tag:04X}{' (' + name + ')' if name else ''}: {len(data)} bytes")
+    return Outcome(None, data.hex().upper())
+
+
+def _challenge_setup(p: ShellArgParser) -> None:
+    p.add_argument("length", nargs="?", default="8", help="bytes, 1..256 (default 8)")
+
+
+@command("challenge", "GET CHALLENGE: random bytes from the card (1..256)",
+         setup=_challenge_setup)
+def do_challenge(shell: Shell, args: argparse.Namespace) -> Outcome | None:
+    n = _number(args.length, "length")
+    if not 1 <= n <= 256:
+        raise ShellError("length must be 1..256")
+    data = shell.client.get_challenge(n)
+    for line in render.hexdump(data, prefix="  "):
+        shell.print(line)
+    shell.print(f"{n} random bytes")
+    return Outcome(None, data.hex().upper())

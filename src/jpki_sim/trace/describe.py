@@ -44,11 +44,21 @@ def describe_command(command: bytes) -> str:
         return f"COMPUTE DIGITAL SIGNATURE scheme {p1:02X}"
     if cla & 0xE0 == 0x80 and ins == 0x32:
         return "CHANGE KEY"
+    if cla & 0xE0 == 0x80 and ins == 0xAE:
+        return "SET SESSION KEY"
     name = _INS_NAMES.get(ins, f"INS {ins:02X}")
     body = command[5:5 + command[4]] if len(command) > 5 else b""
     if ins == 0xA4 and p1 == 0x04:
         apps = {aid: n for n, aid in jpki.APPLICATIONS.items()}
+        apps[jpki.CARD_MANAGER_AID] = "card manager"
         return f"SELECT {apps.get(body, body.hex().upper())}"
+    if ins == 0xB2:
+        sfi = p2 >> 3
+        return f"READ RECORD {p1}" + (f" of SFI {sfi}" if sfi else "")
+    if ins == 0xCA:
+        return f"GET DATA {p1:02X}{p2:02X}"
+    if ins == 0x88:
+        return f"INTERNAL AUTHENTICATE key {p2:02X}"
     if ins == 0xA4 and p1 == 0x02 and len(body) == 2:
         return f"SELECT EF {body.hex().upper()}"
     if ins == 0xB0 and not p1 & 0x80:

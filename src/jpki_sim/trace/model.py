@@ -61,6 +61,19 @@ PIN_COMMANDS = {
 FORMATS = ("jsonl", "gp", "scriptor", "scriptor-input")
 
 
+def is_secret_command(command: bytes) -> bool:
+    """True when the data of ``command`` carry a secret: a PIN command, or an
+    instruction a card profile marks secret (``Profile.secret_instructions``)."""
+    if len(command) <= 5:
+        return False
+    key = (command[0] & 0x80, command[1])
+    if key in PIN_COMMANDS:
+        return True
+    from jpki_sim.profiles.registry import secret_instructions
+
+    return (key[0] << 8 | key[1]) in secret_instructions()
+
+
 class TraceError(UserError):
     """A trace file that cannot be read: one line, with the line number."""
 

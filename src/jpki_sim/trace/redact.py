@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from jpki_sim.trace.model import PIN_COMMANDS, PINS_REDACTED, REDACTION_BYTE, Event, Trace, Xfer
+from jpki_sim.trace.model import (
+    PINS_REDACTED,
+    REDACTION_BYTE,
+    Event,
+    Trace,
+    Xfer,
+    is_secret_command,
+)
 
 # ---------------------------------------------------------------- redaction
 
@@ -15,7 +22,7 @@ def redact_command(command: bytes) -> tuple[bytes, bool]:
     Works on malformed commands too: when Lc does not fit, everything after
     the header is treated as PIN data, so nothing leaks through a bad length.
     """
-    if len(command) <= 5 or (command[0] & 0x80, command[1]) not in PIN_COMMANDS:
+    if not is_secret_command(command):
         return command, False
     lc = command[4]
     if lc and len(command) in (5 + lc, 6 + lc):

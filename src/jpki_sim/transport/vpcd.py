@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 
 from jpki_sim.iso7816.transport import EmulatedCard
-from jpki_sim.trace.model import PIN_COMMANDS
+from jpki_sim.trace.model import is_secret_command
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 35963  # vpcd's CHANNELID 0x8C7B; slot n listens on DEFAULT_PORT + n
@@ -120,7 +120,7 @@ def frame(payload: bytes) -> bytes:
 
 def redact_pin(apdu: bytes) -> str:
     """Hex of a command APDU with the PIN bytes of VERIFY-like commands hidden."""
-    if len(apdu) > 5 and (apdu[0] & 0x80, apdu[1]) in PIN_COMMANDS:
+    if is_secret_command(apdu):
         return f"{apdu[:5].hex().upper()} <{len(apdu) - 5} bytes hidden>"
     return apdu.hex().upper()
 

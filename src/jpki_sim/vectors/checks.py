@@ -10,6 +10,7 @@ names registers them with :func:`register`; JPKI: :mod:`jpki_sim.vectors.jpki`).
 ``len:N``                   exactly N bytes of data
 ``tries-left:N``            the status word is 63CN
 ``filler``                  non-empty, every byte FF
+``distinct:N``              the data cut in N-byte pieces: no two alike (collected challenges)
 =========================== ==================================================
 """
 
@@ -124,7 +125,21 @@ def _filler(ctx: CheckContext, arg: str | None) -> str | None:
     return None
 
 
+def _distinct(ctx: CheckContext, arg: str | None) -> str | None:
+    size = int(arg or 0)
+    if size < 1 or not ctx.data or len(ctx.data) % size:
+        return f"{len(ctx.data)} bytes are not whole pieces of {size}"
+    pieces = [ctx.data[i : i + size] for i in range(0, len(ctx.data), size)]
+    seen: set[bytes] = set()
+    for i, piece in enumerate(pieces):
+        if piece in seen:
+            return f"piece {i + 1} of {len(pieces)} repeats an earlier one: {piece.hex().upper()}"
+        seen.add(piece)
+    return None
+
+
 register("any", _any)
 register("len", _len, "int")
 register("tries-left", _tries_left, "int")
 register("filler", _filler)
+register("distinct", _distinct, "int")

@@ -10,8 +10,17 @@ The JPKI profile names this module as its ``vector_checks`` hook.
 ``signature-verifies:KEY``  a 256-byte signature by the card's ``auth``/``sign`` key over the
                             data the command sent, in the command's scheme (P1 00-05)
 ``token-info``              EF 0006: 160 bytes, label ``JPKIAPICCTOKEN2`` padded to 32
+``token-info:LABEL``        that, with the label ``LABEL`` (``JPKIAPICCTOKEN``: the old card)
 ``my-number``               helper EF 0001: ``FF 10 0C``, 12 digits with a valid check digit
 ``basic-info``              helper EF 0002: the four facts in the card's TLV layout
+``card-info``               共通AP EF 0001 record 1: ``01 1C`` + serial, municipality, expiry
+                            (the card's own, when the card under test is known)
+``cv-certificate``          a CV certificate as GET DATA answers it (5F4E 297-byte body, 5F37)
+``cv-chain``                two such certificates, the second issued by the key the first
+                            certifies, its signature checked with that key
+``internal-auth-verifies``  256 bytes: sha256WithRSAEncryption over the command's data by the
+                            card's 共通AP key 0019 (emulated cards: the key is on no EF)
+``contact-atr``             an ATR without its TS byte whose check byte TCK is right
 =========================== ==================================================
 """
 
@@ -33,19 +42,28 @@ SIGNATURE_LENGTH = 256
 
 @dataclass
 class CardFacts:
-    """What the checks need to know about the card under test: its certificates (DER)."""
+    """What the checks need to know about the card under test: its certificates (DER),
+    and of an emulated card its 共通AP record and key 0019's public half."""
 
     certificates: dict[str, bytes | None] = field(default_factory=dict)
+    #: {"serial", "municipality", "expires"} as the 共通AP record gives them
+    card_info: dict[str, str] | None = None
+    #: PEM of 共通AP key 0019 (its private half: the checks take the public one)
+    internal_auth_key: str | None = None
 
     @classmethod
     def from_state(cls, state: Any) -> CardFacts:
+        info = state.info
         return cls(
             {
                 "auth": state.auth.cert_der if state.auth else None,
                 "sign": state.sign.cert_der if state.sign else None,
                 "auth-ca": state.auth_ca_der,
                 "sign-ca": state.sign_ca_der,
-            }
+            },
+            {"serial": info.serial, "municipality": info.municipality.code,
+             "expires": state.expires.isoformat()},
+            info.internal_auth_key,
         )
 
 
@@ -180,7 +198,7 @@ def _signature_verifies(ctx: CheckContext, arg: str | None) -> str | None:
 def _token_info(ctx: CheckContext, arg: str | None) -> str | None:
     if len(ctx.data) != 160:
         return f"{len(ctx.data)} bytes, want 160"
-    label = jpki.TOKEN_LABEL.encode().ljust(32, b" ")
+    label = (arg or jpki.TOKEN_LABEL).encode().ljust(32, b" ")
     if ctx.data[:32] != label:
         return f"label {ctx.data[:32]!r}, want {label!r}"
     return None
@@ -209,6 +227,107 @@ def _basic_info(ctx: CheckContext, arg: str | None) -> str | None:
         return f"implausible facts: {info}"
     return None
 
+# ---------------------------------------------------------------- the chip outside the JPKI AP
+
+
+def _card_info(ctx: CheckContext, arg: str | None) -> str | None:
+    from datetime import date as _date
+
+    from jpki_sim.profiles.jpki.chipdata import decode_card_info
+
+    try:
+        info = decode_card_info(ctx.data)
+        _date.fromisoformat(info["expires"])
+    except ValueError as exc:
+        return f"not the card info record: {exc}"
+    known = getattr(ctx.facts, "card_info", None)
+    if known is not None and info != known:
+        return f"card info {info}, the card's is {known}"
+    return None
+
+
+def _cv_certificates(data: bytes) -> list[Any]:
+    """The CV certificates GET DATA answered, one after the other (a verifier's own reader)."""
+    from jpki_sim.profiles.jpki.cv_verify import parse_cv, read_objects
+
+    objects = read_objects(data)
+    if [o.tag for o in objects][:1] == [0x7F21]:
+        raise ValueError("GET DATA answers the certificate without its 7F21 template")
+    if len(objects) % 2 or not objects:
+        raise ValueError(f"{len(objects)} objects: a certificate is a 5F4E and a 5F37")
+    certs = [parse_cv(objects[i].raw + objects[i + 1].raw) for i in range(0, len(objects), 2)]
+    for cert in certs:
+        if len(cert.body) != 297:
+            raise ValueError(f"a body of {len(cert.body)} bytes, not 297")
+    return certs
+
+
+def _cv_certificate(ctx: CheckContext, arg: str | None) -> str | None:
+    try:
+        certs = _cv_certificates(ctx.data)
+    except ValueError as exc:
+        return f"not a CV certificate: {exc}"
+    if len(certs) != 1:
+        return f"{len(certs)} certificates, want 1"
+    return None
+
+
+def _cv_chain(ctx: CheckContext, arg: str | None) -> str | None:
+    from jpki_sim.profiles.jpki.cv_verify import VerifyError, verify_cv
+    from jpki_sim.profiles.jpki.records_cv import key_id_text
+
+    try:
+        certs = _cv_certificates(ctx.data)
+    except ValueError as exc:
+        return f"not CV certificates: {exc}"
+    if len(certs) < 2:
+        return f"{len(certs)} certificate, a chain needs 2"
+    for upper, lower in zip(certs, certs[1:], strict=False):
+        if lower.issuer_key_id != upper.subject_key_id:
+            return (f"broken chain: issued by {key_id_text(lower.issuer_key_id)}, but the "
+                    f"certificate above certifies {key_id_text(upper.subject_key_id)}")
+        try:
+            verify_cv(lower, upper.public_key)
+        except VerifyError:
+            return f"{key_id_text(lower.subject_key_id)}'s certificate does not verify"
+    return None
+
+
+def _internal_auth_verifies(ctx: CheckContext, arg: str | None) -> str | None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from jpki_sim.iso7816.apdu import CommandApdu
+
+    pem = getattr(ctx.facts, "internal_auth_key", None)
+    if pem is None:
+        return "the card's key 0019 is not known (its public half is on no EF)"
+    if len(ctx.data) != SIGNATURE_LENGTH:
+        return f"{len(ctx.data)} bytes, want {SIGNATURE_LENGTH}"
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        return "the card's key 0019 is not an RSA key"
+    challenge = CommandApdu.parse(ctx.command).data
+    try:
+        private.public_key().verify(ctx.data, challenge, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return "does not verify (sha256WithRSAEncryption) with the card's key 0019"
+    return None
+
+
+def _contact_atr(ctx: CheckContext, arg: str | None) -> str | None:
+    if len(ctx.data) < 2:
+        return f"{len(ctx.data)} bytes: too short for an ATR"
+    tck = 0
+    for b in ctx.data[:-1]:
+        tck ^= b
+    if tck != ctx.data[-1]:
+        return f"TCK {ctx.data[-1]:02X}, the bytes give {tck:02X}"
+    return None
 
 
 # ---------------------------------------------------------------- a card in a reader
@@ -307,6 +426,11 @@ register("der-certificate", _der_certificate, ("optional", CERT_NAMES), PROFILE)
 register("certificate-valid", _certificate_valid, None, PROFILE)
 register("certificate-expired", _certificate_expired, None, PROFILE)
 register("signature-verifies", _signature_verifies, KEY_NAMES, PROFILE)
-register("token-info", _token_info, None, PROFILE)
+register("token-info", _token_info, ("optional", jpki.TOKEN_LABELS), PROFILE)
 register("my-number", _my_number, None, PROFILE)
 register("basic-info", _basic_info, None, PROFILE)
+register("card-info", _card_info, None, PROFILE)
+register("cv-certificate", _cv_certificate, None, PROFILE)
+register("cv-chain", _cv_chain, None, PROFILE)
+register("internal-auth-verifies", _internal_auth_verifies, None, PROFILE)
+register("contact-atr", _contact_atr, None, PROFILE)

@@ -1,9 +1,11 @@
 """Assemble the JPKI card (engine + data) from a card state.
 
-The engine is generic; this module is the JPKI card: which applications and
-EFs exist, who may read or use them, the PIN policies, the token info and
-certificate-presence EFs, and the one proprietary command the card has,
-COMPUTE DIGITAL SIGNATURE (``80 2A``).
+The engine is generic; this module is the My Number card: which applications
+and EFs exist (the JPKI AP and the helper AP here, the 共通AP and 住基AP in
+:mod:`.common`), who may read or use them, the PIN policies, the token info and
+certificate-presence EFs, the MF level's data objects, the rules the card
+follows, and its proprietary commands: COMPUTE DIGITAL SIGNATURE (``80 2A``),
+JICSAP CHANGE KEY (``80 32``), SET SESSION KEY (``80 AE``).
 """
 
 from __future__ import annotations
@@ -22,19 +24,19 @@ from jpki_sim.card.files import (
     pin_verified,
 )
 from jpki_sim.card.pins import RetryCounter
+from jpki_sim.card.rules import CardRules, ChallengeSource, system_random
 from jpki_sim.card.store import CardStore
 from jpki_sim.iso7816.apdu import CommandApdu
 from jpki_sim.iso7816.errors import CardError
 from jpki_sim.iso7816.ins import CLA_PROPRIETARY, instruction_key
 from jpki_sim.iso7816.sw import SW
+from jpki_sim.profiles.jpki import chipdata
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.state import CardState
 
 #: capacity of the certificate EFs; the DER is followed by FF filler up to it.
 #: Real capacities are not public; a real auth certificate is 1583 bytes.
 CERT_EF_CAPACITY = 2048
-#: GET DATA tag of the contact ATR, answered at MF level
-DO_ATR = 0x5F51
 #: EF 0008 byte for "this certificate is present"
 CERT_PRESENT = 0x8F
 
@@ -105,9 +107,57 @@ def compute_digital_signature(card: Card, apdu: CommandApdu) -> bytes:
     return sign_scheme(key, apdu.p1, apdu.data)
 
 
-def build_card(store: CardStore[CardState], *, atr: bytes | None = None) -> Card:
-    """The JPKI card for ``store``'s state. PIN counter changes are written through ``store``."""
+def contact_atr_of(atr: bytes) -> bytes:
+    """The contact ATR a card presented with ``atr`` keeps in GET DATA 5F51.
+
+    A contactless reader makes its ATR up from the card's ATQB (PC/SC part 3:
+    ``3B 8x 80 01 ...``); the card still holds its contact ATR, the default
+    variant's. Any other ATR is taken as the card's own contact ATR.
+    """
+    if is_contactless(atr):
+        return jpki.ATR
+    return atr
+
+
+def is_contactless(atr: bytes) -> bool:
+    """True for a PC/SC part-3 ATR of a contactless card (``3B 8x 80 01``)."""
+    return len(atr) >= 4 and atr[0] == 0x3B and atr[1] & 0xF0 == 0x80 and atr[2:4] == b"\x80\x01"
+
+
+def atr_of(state: CardState) -> bytes:
+    """The ATR the card file names: a variant of the profile, or hex."""
+    variant = state.info.atr
+    if variant in jpki.ATRS:
+        return jpki.ATRS[variant]
+    try:
+        return bytes.fromhex(variant)
+    except ValueError:
+        return jpki.ATR  # a damaged field: the card keeps working with the default
+
+
+def rules_for(atr: bytes) -> CardRules:
+    """The card's rules: a contactless card never sees a reader's warm reset (docs/protocol.md)."""
+    return CardRules(reset_restarts=not is_contactless(atr))
+
+
+def build_card(
+    store: CardStore[CardState],
+    *,
+    atr: bytes | None = None,
+    random: ChallengeSource | None = None,
+) -> Card:
+    """The My Number card for ``store``'s state. PIN counter changes are written through ``store``.
+
+    ``atr`` overrides the card file's ATR variant (``serve --atr``); ``random``
+    seeds GET CHALLENGE (default: the system CSPRNG).
+    """
     from jpki_sim.profiles.jpki import records
+    from jpki_sim.profiles.jpki.common import (
+        change_key,
+        common_application,
+        juki_application,
+        set_session_key,
+    )
 
     st = store.state
 
@@ -126,7 +176,7 @@ def build_card(store: CardStore[CardState], *, atr: bytes | None = None) -> Card
         TransparentEF(jpki.EF_SIGN_CA_CERT, st.sign_ca_der, capacity=CERT_EF_CAPACITY),
         TransparentEF(
             jpki.EF_TOKEN_INFO,
-            records.encode_token_info(jpki.TOKEN_LABEL, st.application_id[-16:]),
+            records.encode_token_info(st.info.token_label, st.application_id[-16:]),
         ),
         TransparentEF(jpki.EF_CERT_PRESENCE, cert_presence(st)),
         _cert_ef(jpki.EF_AUTH_CERT, st.auth.cert_der if st.auth else None, ALWAYS),
@@ -153,17 +203,31 @@ def build_card(store: CardStore[CardState], *, atr: bytes | None = None) -> Card
         ),
         PinEF(jpki.EF_HELPER_PIN, pin("helper")),
     ]
-    card_atr = atr or jpki.ATR
+    card_atr = atr or atr_of(st)
+    info = st.info
     return Card(
         card_atr,
         [
             DedicatedFile(jpki.JPKI_AID, "jpki", jpki_files),
             DedicatedFile(jpki.HELPER_AID, "helper", helper_files),
+            common_application(st, pin),
+            juki_application(pin),
         ],
         instructions={
-            instruction_key(CLA_PROPRIETARY, jpki.INS_COMPUTE_SIGNATURE): compute_digital_signature
+            instruction_key(CLA_PROPRIETARY, jpki.INS_COMPUTE_SIGNATURE): compute_digital_signature,
+            instruction_key(CLA_PROPRIETARY, jpki.INS_CHANGE_KEY): change_key,
+            instruction_key(CLA_PROPRIETARY, jpki.INS_SET_SESSION_KEY): set_session_key,
         },
         references=by_current_ef,
-        data_objects={DO_ATR: card_atr},
+        data_objects=chipdata.mf_data_objects(
+            serial=info.serial, municipality=info.municipality.code, expires=st.expires,
+            cv_certificates=info.cv_certificates,
+        ),
+        data_objects_anywhere={
+            chipdata.DO_CONTACT_ATR: chipdata.contact_atr_object(contact_atr_of(card_atr)),
+        },
         sm_refused_sw=SW.SM_REFUSED,
+        rules=rules_for(card_atr),
+        random=random or system_random,
+        mf_names=(jpki.CARD_MANAGER_AID,),
     )

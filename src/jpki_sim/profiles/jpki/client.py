@@ -26,6 +26,7 @@ from datetime import date
 
 from jpki_sim.iso7816.apdu import CommandApdu, ResponseApdu
 from jpki_sim.iso7816.client import (
+    CHANGE_REFERENCE_DATA,
     ApduObserver,
     CardClient,
     CardView,
@@ -52,9 +53,15 @@ __all__ = [
     "der_length",
 ]
 
+#: JICSAP CHANGE KEY: how the 住基AP and 共通AP PINs are changed
+CHANGE_KEY = (jpki.CLA_PROPRIETARY, jpki.INS_CHANGE_KEY, 0x00)
+
 #: where each PIN is: SELECT its EF, then VERIFY with P2=80 (the current EF)
 JPKI_PINS = {
-    name: PinAddress(aid, fid, jpki.PIN_POLICIES[name].max_tries)
+    name: PinAddress(
+        aid, fid, jpki.PIN_POLICIES[name].max_tries,
+        change=CHANGE_KEY if name in jpki.CHANGE_KEY_PINS else CHANGE_REFERENCE_DATA,
+    )
     for name, (aid, fid) in jpki.PIN_EFS.items()
 }
 
@@ -146,6 +153,42 @@ class JpkiClient(CardClient):
                         jpki.P2_CURRENT_KEY, data, 256),
             f"COMPUTE DIGITAL SIGNATURE {which}",
         )
+
+    # ------------------------------------------------------------ 共通AP and the MF level
+
+    def card_info(self) -> dict[str, str]:
+        """Serial, municipality code and expiry from the 共通AP (EF 0001 record 1).
+
+        As Myna Portal-style clients do: SELECT the 共通AP, then READ RECORD 1 of
+        short EF 1 (``00 B2 01 0C 00``), no EF SELECT.
+        """
+        from jpki_sim.profiles.jpki.chipdata import decode_card_info
+
+        self.ensure_application(jpki.COMMON_AID)
+        return decode_card_info(self.read_record(1, sfi=jpki.EF_COMMON_CARD_INFO))
+
+    def common_authenticate(self, challenge: bytes) -> bytes:
+        """INTERNAL AUTHENTICATE with 共通AP key 0019 (no PIN): a 256-byte signature."""
+        self.ensure_application(jpki.COMMON_AID)
+        return self.internal_authenticate(0x80 | jpki.EF_COMMON_AUTH_KEY, challenge)
+
+    def cv_chain(self) -> list[bytes]:
+        """The MF level's CV certificates (GET DATA 00F8, then 7F21 when the card has it).
+
+        Only answered while no application is selected: after power-on, reset
+        or a SELECT of the card manager.
+        """
+        from jpki_sim.profiles.jpki.chipdata import CV_TAGS
+
+        chain = []
+        for tag in CV_TAGS:
+            try:
+                chain.append(self.get_data(tag))
+            except ApduError as exc:
+                if exc.sw in (0x6A88, 0x6A82) and chain:
+                    break  # an older card without the lower certificate
+                raise
+        return chain
 
     # ------------------------------------------------------------ helper application
 

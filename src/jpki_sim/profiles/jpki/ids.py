@@ -11,11 +11,34 @@ from jpki_sim.profiles.base import PinPolicy
 
 ATR = bytes.fromhex("3BE000FF8131FE4514")
 
+#: every ATR the public sources list for the card, by variant name (protocol notes §7.1).
+#: Contact ATRs come from the card; contactless ones are made up by PC/SC part-3 readers
+#: from the card's ATQB. The first is the default: OpenSC's jpki driver lists only it.
+CONTACT_ATRS = {
+    "contact": ATR,  # OpenSC jpki_atrs; Windows minidriver "JPKI"
+    "contact-02": bytes.fromhex("3BDA13FF8131FB468012392F31C173C601C03B"),  # "JPKI (02)"
+    "contact-03": bytes.fromhex("3BC5FF8131FB458073C6010000"),  # "JPKI (03)"
+    "contact-04": bytes.fromhex("3BF59100FF918171FE400042000100D1D6"),  # "JPKI (04)"
+    "contact-05": bytes.fromhex("3BF59100FF918171FE4000420001B3A115"),  # "JPKI (05)"
+}
+CONTACTLESS_ATRS = {
+    "contactless-06": bytes.fromhex("3B888001000005E0B381A1007F"),  # "JPKI (06)"
+    "contactless-07": bytes.fromhex("3B888001000041E0B381A1003B"),  # "JPKI (07)"
+    "contactless-08": bytes.fromhex("3B888001004B51FF0081D100BC"),  # "JPKI (08)"
+    "contactless-09": bytes.fromhex("3B888001004B51FFB381D1000F"),  # "JPKI (09)"
+}
+ATRS = {**CONTACT_ATRS, **CONTACTLESS_ATRS}
+
 # applications
 JPKI_AID = bytes.fromhex("D392F000260100000001")  # 公的個人認証AP
 HELPER_AID = bytes.fromhex("D3921000310001010408")  # 券面事項入力補助AP
+COMMON_AID = bytes.fromhex("D3921000310001010100")  # 共通カードAP (本人確認業務用)
+JUKI_AID = bytes.fromhex("D3921000310001010401")  # 住基AP
+#: GlobalPlatform's default Issuer Security Domain: selecting it brings back the
+#: power-on (MF level) state, where GET DATA answers (MC src/mf.rs)
+CARD_MANAGER_AID = bytes.fromhex("A0000001510000")
 
-APPLICATIONS = {"jpki": JPKI_AID, "helper": HELPER_AID}
+APPLICATIONS = {"jpki": JPKI_AID, "helper": HELPER_AID, "common": COMMON_AID, "juki": JUKI_AID}
 
 # JPKI application EFs
 EF_SIGN_CERT = 0x0001
@@ -28,6 +51,16 @@ EF_AUTH_KEY = 0x0017
 EF_AUTH_PIN = 0x0018
 EF_SIGN_KEY = 0x001A
 EF_SIGN_PIN = 0x001B
+
+# 共通カードAP EFs
+EF_COMMON_CARD_INFO = 0x0001  # record 1: 01 1C serial(15) municipality(5) expiry(8)
+EF_COMMON_KEY_REFERENCE = 0x0002  # a 16-byte key reference, as 住基AP EF 0002
+EF_COMMON_AUTH_KEY = 0x0019  # answers INTERNAL AUTHENTICATE with no credential
+EF_COMMON_PIN = 0x001C  # 4 digits: the 住民基本台帳用暗証番号's key in this AP
+
+# 住基AP EFs
+EF_JUKI_KEY_REFERENCE = 0x0002
+EF_JUKI_PIN = 0x001C
 
 # card-info input helper EFs
 EF_HELPER_MY_NUMBER = 0x0001
@@ -47,14 +80,33 @@ PIN_EFS = {
     "auth": (JPKI_AID, EF_AUTH_PIN),
     "sign": (JPKI_AID, EF_SIGN_PIN),
     "helper": (HELPER_AID, EF_HELPER_PIN),
+    "juki": (JUKI_AID, EF_JUKI_PIN),
+    "common": (COMMON_AID, EF_COMMON_PIN),
 }
+#: the holder's four secrets and the PIN keys each is written to by the counter:
+#: the 住民基本台帳用暗証番号 is one value in two keys (住基AP and 共通AP 001C),
+#: which then count their tries, and are changed, separately
+HOLDER_SECRETS = {
+    "sign": ("sign",),  # 署名用パスワード
+    "auth": ("auth",),  # 利用者証明用暗証番号
+    "juki": ("juki", "common"),  # 住民基本台帳用暗証番号
+    "helper": ("helper",),  # 券面事項入力補助用暗証番号
+}
+#: PINs changed with JICSAP CHANGE KEY (80 32) rather than CHANGE REFERENCE DATA
+CHANGE_KEY_PINS = ("juki", "common")
 
 TOKEN_LABEL = "JPKIAPICCTOKEN2"
+#: token labels of the card: the My Number card's, and the older 住基カード's
+TOKEN_LABELS = ("JPKIAPICCTOKEN2", "JPKIAPICCTOKEN")
 
 # COMPUTE DIGITAL SIGNATURE
 CLA_PROPRIETARY = 0x80
 INS_COMPUTE_SIGNATURE = 0x2A
 P2_CURRENT_KEY = 0x80
+# JICSAP CHANGE KEY (extended system command): 80 32 00 80 Lc new-value
+INS_CHANGE_KEY = 0x32
+# SET SESSION KEY (80 AE): secure messaging, opened in the helper AP only
+INS_SET_SESSION_KEY = 0xAE
 SIGN_PKCS1 = 0x00  # PKCS#1 v1.5 over the data as given (a DigestInfo)
 SIGN_SHA256_RAW = 0x01  # card hashes with SHA-256, signs the bare hash
 SIGN_WRAP_SHA256 = 0x02  # card wraps a given SHA-256 in a DigestInfo
@@ -71,7 +123,11 @@ PIN_POLICIES = {
         "6 to 16 characters, uppercase letters A-Z and digits 0-9",
     ),
     "helper": PinPolicy("card-info helper PIN", 4, 4, 3, r"[0-9]{4}", FOUR_DIGITS),
+    # 3 tries: PYDEF for the 住基AP's key; **Chosen** the same for the 共通AP's
+    "juki": PinPolicy("resident-registry PIN (住基AP)", 4, 4, 3, r"[0-9]{4}", FOUR_DIGITS),
+    "common": PinPolicy("resident-registry PIN (共通AP)", 4, 4, 3, r"[0-9]{4}", FOUR_DIGITS),
 }
 
 #: PINs of the default test card (documented in the README)
-DEFAULT_PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234"}
+DEFAULT_PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234", "juki": "1234",
+                "common": "1234"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jpki_sim.iso7816.client import CHANGE_REFERENCE_DATA
 from jpki_sim.iso7816.ins import CLA_PROPRIETARY, instruction_key
 from jpki_sim.iso7816.sw import SW
 from jpki_sim.profiles.base import FileRef, PinRef, Profile
@@ -30,19 +31,49 @@ _FILES = {
         "pin-a": ids.EF_HELPER_PIN_A,
         "pin-b": ids.EF_HELPER_PIN_B,
     },
+    "common": {
+        "card-info": ids.EF_COMMON_CARD_INFO,
+        "common-key-ref": ids.EF_COMMON_KEY_REFERENCE,
+        "common-key": ids.EF_COMMON_AUTH_KEY,
+        "common-pin": ids.EF_COMMON_PIN,
+    },
+    "juki": {
+        "juki-key-ref": ids.EF_JUKI_KEY_REFERENCE,
+        "juki-pin": ids.EF_JUKI_PIN,
+    },
 }
 
-_PIN_APPS = {"auth": "jpki", "sign": "jpki", "helper": "helper"}
+_PIN_APPS = {"auth": "jpki", "sign": "jpki", "helper": "helper", "juki": "juki",
+             "common": "common"}
+#: JICSAP CHANGE KEY (CLA, INS, P1): how the 住基AP and 共通AP PINs are changed
+_CHANGE_KEY = (CLA_PROPRIETARY, ids.INS_CHANGE_KEY, 0x00)
+
+#: meanings of the card's status words where JICSAP (and the card) read them more
+#: precisely than ISO 7816-4 (JICSAP table 25, as MC src/apdu.rs gives it)
+SW_MEANINGS: dict[int, str] = {
+    SW.SM_REFUSED: "secure messaging refused (JPKI)",
+    SW.SECURITY_ENVIRONMENT_FAULTY: "the security environment itself is faulty (JICSAP; "
+                                    "SET SESSION KEY in the 共通AP)",
+    SW.LOGICAL_CHANNEL_NOT_SUPPORTED: "access with the specified logical channel number not "
+                                      "provided (only channel 0)",
+    SW.SECURE_MESSAGING_NOT_SUPPORTED: "secure messaging feature not provided",
+    SW.COMMAND_INCOMPATIBLE_WITH_FILE: "command conflicting with the file structure",
+    SW.VERIFY_FAILED: "verification unmatching (retries not limited)",
+    SW.RECORD_NOT_FOUND: "no record to be accessed",
+    SW.FUNCTION_NOT_SUPPORTED: "feature not provided",
+}
 
 PROFILE = Profile(
     name="jpki",
-    summary="the Japanese My Number card (個人番号カード): JPKI and card-info helper applications",
-    atrs={"contact": ids.ATR},
+    summary="the Japanese My Number card (個人番号カード): JPKI, card-info helper, 共通カード and "
+            "住基 applications",
+    atrs=dict(ids.ATRS),
     applications=dict(ids.APPLICATIONS),
     state=CODEC,
     build=build_card,
     pins={
-        name: PinRef(name, _PIN_APPS[name], fid, ids.PIN_POLICIES[name])
+        name: PinRef(name, _PIN_APPS[name], fid, ids.PIN_POLICIES[name],
+                     change=_CHANGE_KEY if name in ids.CHANGE_KEY_PINS else CHANGE_REFERENCE_DATA)
         for name, (_aid, fid) in ids.PIN_EFS.items()
     },
     files={
@@ -50,8 +81,9 @@ PROFILE = Profile(
         for app, table in _FILES.items()
         for name, fid in table.items()
     },
-    sw_meanings={SW.SM_REFUSED: "secure messaging refused (JPKI)"},
-    secret_instructions=frozenset(),
+    sw_meanings=SW_MEANINGS,
+    # JICSAP CHANGE KEY carries the new PIN value
+    secret_instructions=frozenset({instruction_key(CLA_PROPRIETARY, ids.INS_CHANGE_KEY)}),
     hooks={
         "client": "jpki_sim.profiles.jpki.client:JpkiClient",
         "provision": "jpki_sim.issuer.provision:provision",
