@@ -25,8 +25,8 @@ README = ROOT / "README.md"
 BEGIN = "<!-- compat-summary: written by tools/compat_table.py -->"
 END = "<!-- /compat-summary -->"
 
-WHOSE = {"client": "the client's", "card": "the card's (jpki-sim)",
-         "not yet known": "not known yet"}
+WHOSE = {"client": "client's side", "card": "card's side (jpki-sim)",
+         "not yet known": "cause not known yet"}
 
 
 def cell(text: str) -> str:
@@ -37,7 +37,7 @@ def result_text(row: dict[str, Any]) -> str:
     if row["result"] == "works":
         return "works" + (" (see note)" if row.get("notes") else "")
     if row["result"] == "fails":
-        return f"**fails**: {WHOSE.get(row.get('owner', ''), row.get('owner', ''))} side"
+        return f"**fails**, {WHOSE.get(row.get('owner', ''), row.get('owner', ''))}"
     return f"not run: {row.get('evidence', '')}"
 
 
@@ -66,7 +66,7 @@ def render_doc(results: dict[str, Any]) -> str:
         "| client | versions |",
         "|---|---|",
     ]
-    for key in sorted(clients, key=lambda k: clients[k]["name"].lower()):
+    for key in dict.fromkeys(r["client"] for r in rows):  # in the order of the results
         out.append(f"| {cell(clients[key]['name'])} | {cell(clients[key]['version'])} |")
     out += ["", "## Results", "", "| client | operation | result |", "|---|---|---|"]
     failures: list[dict[str, Any]] = []
@@ -93,15 +93,21 @@ def render_doc(results: dict[str, Any]) -> str:
             out += [
                 f'<a id="failure-{i}"></a>',
                 f"**{i}. {clients[row['client']]['name']}: {row['operation']}** "
-                f"({whose} side; test `{row['test']}`)",
+                f"({whose}; test `{row['test']}`)",
                 "",
                 f"- observed: `{row.get('evidence', '')}`",
             ]
             if row.get("reference"):
                 out.append(f"- why: {row['reference']}")
             out.append("")
-        if out[-1] == "":
-            out.pop()
+    out += [
+        "## Not covered by the suite",
+        "",
+        "Browsers (Firefox loads the same OpenSC module through NSS or p11-kit), JPKI's own "
+        "client software (JPKI利用者ソフト, Windows and macOS only: attach the card to such a "
+        "machine as [docs/remote.md](remote.md) describes) and PC/SC bindings of other "
+        "languages (Node's pcsclite, Java's javax.smartcardio) are not run here.",
+    ]
     return "\n".join(out) + "\n"
 
 
@@ -118,7 +124,7 @@ def render_summary(results: dict[str, Any]) -> str:
             c["other"] += 1
     lines = [BEGIN, "", "| client | works | fails: client's side | fails: card's side | "
              "not run / unexplained |", "|---|---|---|---|---|"]
-    for key in sorted(per, key=lambda k: clients[k]["name"].lower()):
+    for key in per:
         c = per[key]
         lines.append(f"| {cell(clients[key]['name'])} | {c['works']} | {c['client'] or ''} | "
                      f"{c['card'] or ''} | {c['other'] or ''} |")

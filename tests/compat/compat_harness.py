@@ -337,6 +337,8 @@ def platform_name() -> str:
 
 def write_results(session: pytest.Session) -> Path:
     rows = [i.stash[RESULT_KEY] for i in session.items if RESULT_KEY in i.stash]
+    order = list(CLIENTS)
+    rows.sort(key=lambda r: order.index(r["client"]))  # stable: test order within a client
     clients = sorted({r["client"] for r in rows})
     doc = {
         "format": "jpki-sim compat results",

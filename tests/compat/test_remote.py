@@ -44,13 +44,21 @@ for _ in $(seq 100); do [ -S /run/pcscd/pcscd.comm ] && break; sleep 0.1; done
 "$PY" -m jpki_sim serve "$CARD" --vpcd "127.0.0.1:$PORT" --no-start-pcscd --json \
     >"$OUT/serve.out" 2>"$OUT/serve.err" &
 SERVE_PID=$!
-for _ in $(seq 150); do grep -q '"ready"' "$OUT/serve.out" && break; sleep 0.1; done
+# a host name that is not this machine's: serve checks nothing here and names no reader
+"$PY" -m jpki_sim serve "$CARD2" --vpcd "127.0.0.2:$((PORT + 1))" --json \
+    >"$OUT/serve2.out" 2>"$OUT/serve2.err" &
+SERVE2_PID=$!
+for _ in $(seq 150); do
+    grep -q '"ready"' "$OUT/serve.out" && grep -q '"ready"' "$OUT/serve2.out" && break
+    sleep 0.1
+done
 # clients in the namespace: pcsc-tools, OpenSC, and the project's own PC/SC client
 pcsc_scan -c >"$OUT/pcsc_scan.out" 2>&1 || true
 pkcs15-tool --read-certificate 01 >"$OUT/cert.pem" 2>"$OUT/pkcs15.err" || true
 "$PY" -m jpki_sim apdu --reader "$FRIENDLY 00 00" --json 00A4040C0AD392F000260100000001 \
     00A4020C020018 00200080 >"$OUT/apdu.out" 2>&1 || true
 kill -TERM "$SERVE_PID"; wait "$SERVE_PID" || echo "serve exit $?" >>"$OUT/serve.err"
+kill -TERM "$SERVE2_PID"; wait "$SERVE2_PID" || echo "serve exit $?" >>"$OUT/serve2.err"
 kill -TERM "$PCSCD_PID"; wait "$PCSCD_PID" || true
 """
 
@@ -66,9 +74,9 @@ def _need_namespaces() -> None:
         unavailable("pcscd and the vpcd driver are needed (tools/setup.sh installs them)")
 
 
-@pytest.mark.compat("remote", "`serve --vpcd 127.0.0.1:40000` to an isolated pcscd with its "
-                    "own reader.conf.d: pcsc_scan, pkcs15-tool and `jpki-sim apdu` there see "
-                    "the card")
+@pytest.mark.compat("remote", "`serve --vpcd 127.0.0.1:40000` (and `127.0.0.2:40001`, a "
+                    "non-local name) to an isolated pcscd with its own reader.conf.d: "
+                    "pcsc_scan, pkcs15-tool and `jpki-sim apdu` there see the cards")
 def test_card_attached_to_another_pcscd_over_tcp(jpki_state: CardState, tmp_path: Path) -> None:
     _need_namespaces()
     conf = tmp_path / "reader.conf.d"
@@ -78,11 +86,12 @@ def test_card_attached_to_another_pcscd_over_tcp(jpki_state: CardState, tmp_path
         f"DEVICENAME   /dev/null:0x{PORT:04X}\n"
         f"LIBPATH      {pcscd.vpcd_driver()}\n"
         f"CHANNELID    0x{PORT:04X}\n")
-    card = tmp_path / "card.json"
+    card, card2 = tmp_path / "card.json", tmp_path / "card2.json"
     save(jpki_state, card)
+    save(jpki_state, card2)
     out = tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, CONF=str(conf), OUT=str(out), CARD=str(card), PORT=str(PORT),
+    env = dict(os.environ, CONF=str(conf), OUT=str(out), CARD=str(card), CARD2=str(card2), PORT=str(PORT),
                PY=sys.executable, PCSCD=str(pcscd.find_binary()), FRIENDLY=FRIENDLY)
     env.pop("PCSCLITE_CSOCK_NAME", None)
     r = subprocess.run(["unshare", "--mount", "--net", "--fork", "bash", "-c", SCRIPT],
@@ -94,12 +103,17 @@ def test_card_attached_to_another_pcscd_over_tcp(jpki_state: CardState, tmp_path
     ready = [json.loads(ln) for ln in logs["serve.out"].splitlines() if '"ready"' in ln]
     assert ready and ready[0]["reader"] == f"{FRIENDLY} 00 00", logs["serve.err"]
     assert ready[0]["vpcd"] == f"127.0.0.1:{PORT}"
+    ready2 = [json.loads(ln) for ln in logs["serve2.out"].splitlines() if '"ready"' in ln]
+    assert ready2 and ready2[0]["reader"] is None, logs["serve2.err"]
+    assert ready2[0]["vpcd"] == f"127.0.0.2:{PORT + 1}"
     scan = logs["pcsc_scan.out"]
     atr = " ".join(f"{b:02X}" for b in jpki.ATR)
-    assert f"Reader 0: {FRIENDLY} 00 00" in scan and f"ATR: {atr}" in scan, scan
+    for slot in ("00", "01"):
+        block = scan.split(f": {FRIENDLY} 00 {slot}")[1].split(" Reader ")[0]
+        assert "Card inserted" in block and f"ATR: {atr}" in block, scan
     assert "Virtual PCD" not in scan  # the machine's readers are not in this namespace
     assert pem_certificates(logs["cert.pem"]) == [load(card).slot("auth").cert_der], (
         logs["pkcs15.err"])
     answers = [json.loads(ln) for ln in logs["apdu.out"].splitlines() if ln.startswith("{")]
     assert [a.get("sw") for a in answers][-1:] == ["63C3"], logs["apdu.out"]
-    assert "serve exit" not in logs["serve.err"]
+    assert "serve exit" not in logs["serve.err"] + logs["serve2.err"]

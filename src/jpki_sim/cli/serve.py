@@ -316,6 +316,12 @@ def run(args: argparse.Namespace) -> int:
     def on_attached(bridge: vpcd.VpcdBridge) -> None:
         # called from the bridge thread before it answers vpcd: never block it
         def announce() -> None:
+            if host not in LOCAL_HOSTS:
+                # the reader is another machine's: this one's pcscd cannot name it
+                _emit(args, f"card {bridge.label} ready in reader of vpcd {bridge.address} "
+                      "(named by that machine's pcscd)",
+                      event="ready", card=bridge.label, reader=None, vpcd=bridge.address)
+                return
             reader = _reader_name(bridge.port, 5.0)
             card = bridge.card
             if isinstance(card, ServedCard):
