@@ -58,8 +58,7 @@ def render_doc(results: dict[str, Any]) -> str:
         "when the client changes. CI runs the suite and checks that this file is what the "
         "run gives (`python tools/compat_table.py --check`).",
         "",
-        f"Platform of the last run: {results.get('platform', 'unknown')}"
-        + (" (CI mode: a missing client fails)." if results.get("require_pcsc") else "."),
+        f"Platform of the last run: {results.get('platform', 'unknown')}.",
         "",
         "## Clients",
         "",
@@ -141,7 +140,7 @@ def with_summary(readme: str, summary: str) -> str:
     return head + summary + tail
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, doc: Path = DOC, readme: Path = README) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true",
                     help="do not write: exit 1 when docs/compatibility.md or README.md differ")
@@ -159,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if results.get("format") != "jpki-sim compat results":
         print(f"compat_table: {args.results}: not a compat results file", file=sys.stderr)
         return 2
-    wanted = {DOC: render_doc(results),
-              README: with_summary(README.read_text(), render_summary(results))}
+    wanted = {doc: render_doc(results),
+              readme: with_summary(readme.read_text(), render_summary(results))}
     if args.check:
         stale = [p for p, text in wanted.items() if not p.exists() or p.read_text() != text]
         for p in stale:
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     for p, text in wanted.items():
         if not p.exists() or p.read_text() != text:
             p.write_text(text)
-            print(f"wrote {p.relative_to(ROOT)}")
+            print(f"wrote {p}")
     return 0
 
 

@@ -91,8 +91,8 @@ def test_card_attached_to_another_pcscd_over_tcp(jpki_state: CardState, tmp_path
     save(jpki_state, card2)
     out = tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, CONF=str(conf), OUT=str(out), CARD=str(card), CARD2=str(card2), PORT=str(PORT),
-               PY=sys.executable, PCSCD=str(pcscd.find_binary()), FRIENDLY=FRIENDLY)
+    env = dict(os.environ, CONF=str(conf), OUT=str(out), CARD=str(card), CARD2=str(card2),
+               PORT=str(PORT), PY=sys.executable, PCSCD=str(pcscd.find_binary()), FRIENDLY=FRIENDLY)
     env.pop("PCSCLITE_CSOCK_NAME", None)
     r = subprocess.run(["unshare", "--mount", "--net", "--fork", "bash", "-c", SCRIPT],
                        env=env, capture_output=True, text=True, timeout=120,

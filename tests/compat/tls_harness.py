@@ -4,7 +4,6 @@ and the OpenSSL configuration that loads libengine-pkcs11 with OpenSC's module."
 from __future__ import annotations
 
 import datetime
-import selectors
 import subprocess
 import time
 from pathlib import Path
@@ -72,57 +71,45 @@ def engine_config(folder: Path, module: str, engine: str, *, restrict_sigalgs: b
 
 
 class TlsServer:
-    """``openssl s_server -www -Verify 1`` for one connection, trusting ``client_ca``."""
+    """``openssl s_server -www -Verify 1`` for one connection, trusting ``client_ca``.
+
+    Its output goes to files that are polled: a pipe read line by line behind a
+    selector can hold a second line in Python's buffer while select() waits."""
 
     def __init__(self, folder: Path, client_ca: Path, version: str) -> None:
         self.cert, key = server_identity(folder)
         self.port = free_port()
+        self.out = folder / f"s_server-{self.port}.out"
         self.log = folder / f"s_server-{self.port}.log"
-        self._log = open(self.log, "w")
-        self.proc = subprocess.Popen(
-            ["openssl", "s_server", "-accept", f"127.0.0.1:{self.port}", "-cert",
-             str(self.cert), "-key", str(key), "-Verify", "1", "-CAfile", str(client_ca),
-             "-verify_return_error", f"-{version}", "-naccept", "1", "-www"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log, text=True,
-            env=client_env())
-        self.output: list[str] = []
-        self._wait_for("ACCEPT", 15)
-
-    def _wait_for(self, text: str, timeout: float) -> None:
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        while not any(text in ln for ln in self.output):
-            if time.monotonic() > deadline or not sel.select(deadline - time.monotonic()):
-                pytest.fail(f"s_server did not print {text!r}: {self.text()}", pytrace=False)
-            line = self.proc.stdout.readline()
-            if not line:
+        with open(self.out, "w") as out, open(self.log, "w") as err:
+            self.proc = subprocess.Popen(
+                ["openssl", "s_server", "-accept", f"127.0.0.1:{self.port}", "-cert",
+                 str(self.cert), "-key", str(key), "-Verify", "1", "-CAfile", str(client_ca),
+                 "-verify_return_error", f"-{version}", "-naccept", "1", "-www"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=client_env())
+        deadline = time.monotonic() + 30
+        while "ACCEPT" not in self.out.read_text():
+            if self.proc.poll() is not None:
                 pytest.fail(f"s_server exited: {self.text()}", pytrace=False)
-            self.output.append(line.rstrip("\n"))
+            if time.monotonic() > deadline:
+                pytest.fail(f"s_server did not print ACCEPT: {self.text()}", pytrace=False)
+            time.sleep(0.02)
 
     def finish(self, timeout: float = 30) -> str:
         """Everything s_server said, once its one connection is over."""
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
-            self.output += out.splitlines()
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+            self.close()
         return self.text()
 
     def text(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return "\n".join(self.output) + "\n" + self.log.read_text()
+        return self.out.read_text() + "\n" + self.log.read_text()
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if not self._log.closed:
-            self._log.close()
 
 
 def client_certificate_in_page(page: str) -> bytes | None:
