@@ -222,7 +222,8 @@ class Served:
 
 def serve(card_file: Path, port: int) -> Served:
     """``jpki-sim serve CARD --vpcd localhost:PORT --json``, waited for until ready."""
-    proc = ServeProcess([str(card_file), "--vpcd", f"localhost:{port}", "--json"])
+    # no control service: port 3280 may be taken by another run; tests/test_control.py has it
+    proc = ServeProcess([str(card_file), "--vpcd", f"localhost:{port}", "--json", "--no-control"])
     (line,) = proc.wait_ready(timeout=30)
     event = json.loads(line)
     return Served(card_file, event["reader"], proc)

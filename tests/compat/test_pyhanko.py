@@ -39,10 +39,6 @@ class HankoCard:
     ocsp: subprocess.Popen[str]
     ocsp_log: Path
 
-    def ocsp_requests(self) -> list[str]:
-        return [ln for ln in self.ocsp_log.read_text().splitlines() if '"POST ' in ln
-                or '"GET /ocsp' in ln]
-
 
 def minimal_pdf() -> bytes:
     """A one-page PDF with a correct cross-reference table."""
@@ -143,7 +139,10 @@ with open(pdf, "rb") as f:
     status = validate_pdf_signature(signatures[0], context)
 print(json.dumps({"signatures": len(signatures), "intact": status.intact,
                   "valid": status.valid, "trusted": status.trusted, "revoked": status.revoked,
-                  "bottom_line": status.bottom_line, "ocsps": len(context.ocsps),
+                  "bottom_line": status.bottom_line,
+                  "ocsp_statuses": [o["response_bytes"]["response"].parsed["tbs_response_data"]
+                                    ["responses"][0]["cert_status"].name
+                                    for o in context.ocsps],
                   "signer": status.signing_cert.dump().hex(),
                   "details": status.pretty_print_details()}))
 """
@@ -170,7 +169,8 @@ def test_signed_pdf_validates(hanko_card: HankoCard, tmp_path: Path) -> None:
     assert (status["intact"], status["valid"], status["trusted"], status["revoked"]) == (
         True, True, True, False), status["details"]
     assert status["bottom_line"]
-    assert status["ocsps"] >= 1 and hanko_card.ocsp_requests(), "OCSP was not asked"
+    # answered by the responder the certificate's AIA names (the CA's own, on a free port)
+    assert status["ocsp_statuses"] == ["good"], status["details"]
 
 
 @pytest.mark.compat("pyhanko", "the same after `jpki-sim card change-address` revoked the "
@@ -185,8 +185,7 @@ def test_revoked_certificate_is_seen(hanko_card: HankoCard, tmp_path: Path) -> N
                     str(hanko_card.served.card_file), "東京都千代田区霞が関２丁目１番２号",
                     "--json"]))
     assert format(serial, "x") in moved.stdout
-    asked = len(hanko_card.ocsp_requests())
     status = validate(hanko_card, tmp_path / "signed.pdf")
     assert status["intact"] and status["revoked"] and not status["bottom_line"], (
         status["details"])
-    assert status["ocsps"] >= 1 and len(hanko_card.ocsp_requests()) > asked
+    assert status["ocsp_statuses"] == ["revoked"], status["details"]

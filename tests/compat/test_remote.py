@@ -41,11 +41,11 @@ mount --bind "$CONF" /etc/reader.conf.d
 "$PCSCD" --foreground --config "$CONF" >"$OUT/pcscd.log" 2>&1 &
 PCSCD_PID=$!
 for _ in $(seq 100); do [ -S /run/pcscd/pcscd.comm ] && break; sleep 0.1; done
-"$PY" -m jpki_sim serve "$CARD" --vpcd "127.0.0.1:$PORT" --no-start-pcscd --json \
+"$PY" -m jpki_sim serve "$CARD" --vpcd "127.0.0.1:$PORT" --no-start-pcscd --json --no-control \
     >"$OUT/serve.out" 2>"$OUT/serve.err" &
 SERVE_PID=$!
 # a host name that is not this machine's: serve checks nothing here and names no reader
-"$PY" -m jpki_sim serve "$CARD2" --vpcd "127.0.0.2:$((PORT + 1))" --json \
+"$PY" -m jpki_sim serve "$CARD2" --vpcd "127.0.0.2:$((PORT + 1))" --json --no-control \
     >"$OUT/serve2.out" 2>"$OUT/serve2.err" &
 SERVE2_PID=$!
 for _ in $(seq 150); do
