@@ -321,10 +321,13 @@ def record(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[N
 
 
 def complete(session: pytest.Session, deselected: int) -> bool:
-    """Did this run cover the whole compat suite (every file, nothing deselected)?"""
+    """Did this run cover the whole compat suite (every file, nothing deselected, no row
+    left out by -x or an interruption)?"""
     files = {p.name for p in COMPAT_DIR.glob("test_*.py")}
-    ran = {Path(str(i.path)).name for i in session.items if COMPAT_DIR in Path(str(i.path)).parents}
-    return bool(files) and files <= ran and deselected == 0
+    ours = [i for i in session.items if COMPAT_DIR in Path(str(i.path)).parents]
+    ran = {Path(str(i.path)).name for i in ours}
+    every_row_ran = all(RESULT_KEY in i.stash for i in ours if row_info(i) is not None)
+    return bool(files) and files <= ran and deselected == 0 and every_row_ran
 
 
 def platform_name() -> str:
