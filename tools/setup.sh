@@ -8,8 +8,12 @@
 #     pcsc-tools, libpcsclite-dev (to build pyscard), fonts-ipamj-mincho (IPAmj明朝, the
 #     card-surface images' font), chromium and chromium-driver (the dashboard's browser
 #     test), plus python3/pip/gcc when absent;
+#   - the clients of the compatibility suite (tests/compat): libengine-pkcs11-openssl,
+#     libnss3-tools, gnutls-bin, curl, iproute2, and pkcs11-provider where the
+#     platform has it (Debian 13, Ubuntu 24.04; Debian 12 has none);
 #   - this package with its dependencies (Starlette and uvicorn for the control service)
-#     and its test dependencies (selenium drives the system chromium): pip install -e '.[test]';
+#     and its test dependencies (selenium drives the system chromium; PyKCS11,
+#     python-pkcs11 and pyHanko for tests/compat): pip install -e '.[test]';
 #   - JPEG 2000 for the card's photo: Pillow's wheels carry OpenJPEG; a Pillow built
 #     without it is rebuilt against Debian's libopenjp2-7-dev.
 # It does not start pcscd: `jpki-sim serve` does that when none runs (as root).
@@ -32,7 +36,8 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 
 missing=()
 for pkg in pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev fonts-ipamj-mincho \
-           chromium chromium-driver; do
+           chromium chromium-driver \
+           libengine-pkcs11-openssl libnss3-tools gnutls-bin curl iproute2; do
     installed "$pkg" || missing+=("$pkg")
 done
 
@@ -73,6 +78,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
     say "Debian packages already installed"
+fi
+
+# pkcs11-provider exists only on newer platforms: install it where apt knows it
+if ! installed pkcs11-provider && command -v apt-cache >/dev/null 2>&1; then
+    candidate="$(apt-cache policy pkcs11-provider 2>/dev/null | sed -n 's/ *Candidate: //p')"
+    if [ -n "$candidate" ] && [ "$candidate" != "(none)" ]; then
+        if [ "$(id -u)" -eq 0 ] || [ "${#SUDO[@]}" -gt 0 ]; then
+            say "installing pkcs11-provider"
+            "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y -qq --no-install-recommends pkcs11-provider >/dev/null
+        fi
+    fi
 fi
 
 pip_args=(-q)

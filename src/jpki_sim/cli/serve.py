@@ -316,15 +316,23 @@ def run(args: argparse.Namespace) -> int:
     def on_attached(bridge: vpcd.VpcdBridge) -> None:
         # called from the bridge thread before it answers vpcd: never block it
         def announce() -> None:
-            reader = _reader_name(bridge.port, 5.0)
             card = bridge.card
-            if isinstance(card, ServedCard):
-                card.reader = reader
+            index = card.index if isinstance(card, ServedCard) else None
             extra = (f" (control {control_info['control']}, token file "
                      f"{control_info['token_file']})" if control_info else "")
+            if host not in LOCAL_HOSTS:
+                # the reader is another machine's: this one's pcscd cannot name it
+                _emit(args, f"card {bridge.label} ready in reader of vpcd {bridge.address} "
+                      f"(named by that machine's pcscd){extra}", event="ready",
+                      card=bridge.label, reader=None, vpcd=bridge.address, index=index,
+                      **control_info)
+                return
+            reader = _reader_name(bridge.port, 5.0)
+            if isinstance(card, ServedCard):
+                card.reader = reader
             _emit(args, f"card {bridge.label} ready in reader '{reader}'{extra}",
                   event="ready", card=bridge.label, reader=reader, vpcd=bridge.address,
-                  index=card.index if isinstance(card, ServedCard) else None, **control_info)
+                  index=index, **control_info)
 
         threading.Thread(target=announce, daemon=True).start()
 
