@@ -305,18 +305,20 @@ def test_a_served_card_is_rebuilt_at_power_on_after_a_reload(card_file: Path,
     """A renewal elsewhere while serving: counters at once, certificates at the next power-on.
 
     The reload happens inside the served card's VERIFY (under the lock): the file's
-    mtime is then what the store last saw, so the power-on hook must tell from the
+    mtime is then what the store last saw, so the power-on must tell from the
     store's loads, not from the file, that the card's files are stale.
     """
     from datetime import date
 
-    from jpki_sim.cli.serve import refresh_hook
+    from jpki_sim.control.served import ServedCard
     from jpki_sim.issuer.lifecycle import FixedClock, renewal_opens
 
     served_store = open_store(card_file)
-    built = [build_card(served_store)]
-    hook = refresh_hook("card", served_store, lambda: build_card(served_store))
-    card = served(served_store)
+    card = ServedCard(served_store)
+    card.power_on()
+    assert card.process(SELECT_JPKI) == b"\x90\x00"
+    assert card.process(SELECT_AUTH_PIN) == b"\x90\x00"
+    first_engine = card.engine
     old = load(card_file)
     assert old.auth is not None and old.ca_dir is not None
 
@@ -329,21 +331,25 @@ def test_a_served_card_is_rebuilt_at_power_on_after_a_reload(card_file: Path,
     assert new.auth is not None and new.auth.cert_der != old.auth.cert_der
 
     # the served card's next VERIFY reloads the state under the lock...
-    assert card.process(WRONG_AUTH) == b"\x63\xc2"  # type: ignore[attr-defined]
+    assert card.process(WRONG_AUTH) == b"\x63\xc2"
     assert not served_store.changed_on_disk()
-    # ... and the power-on hook rebuilds the card from it
-    fresh = hook(built[0])
-    assert fresh is not built[0]
-    fresh.power_on()
-    assert fresh.process(SELECT_JPKI) == b"\x90\x00"
-    assert fresh.process(bytes.fromhex("00A4020C02000A")) == b"\x90\x00"
-    head = fresh.process(bytes.fromhex("00B0000004"))[:-2]
+    # ... the session keeps its card; the next power-on rebuilds it from the file
+    assert card.engine is first_engine
+    card.power_off()
+    card.power_on()
+    assert card.engine is not first_engine
+    assert card.process(SELECT_JPKI) == b"\x90\x00"
+    assert card.process(bytes.fromhex("00A4020C02000A")) == b"\x90\x00"
+    head = card.process(bytes.fromhex("00B0000004"))[:-2]
     length = int.from_bytes(head[2:4], "big") + 4
     data = b""
     while len(data) < length:
         step = min(256, length - len(data))
         off = len(data)
-        data += fresh.process(bytes([0x00, 0xB0, off >> 8, off & 0xFF, step % 256]))[:-2]
+        data += card.process(bytes([0x00, 0xB0, off >> 8, off & 0xFF, step % 256]))[:-2]
     assert data == new.auth.cert_der
-    # nothing changed since: the hook keeps the card
-    assert hook(fresh) is fresh
+    # nothing changed since: the next power-on keeps the card
+    rebuilt = card.engine
+    card.power_off()
+    card.power_on()
+    assert card.engine is rebuilt
