@@ -244,3 +244,10 @@ def test_files_that_are_no_json_card_are_refused(tmp_path: Path, raw: bytes) -> 
     with pytest.raises(CardFileError):
         open_store(path)
     assert path.read_bytes() == raw
+
+
+def test_the_history_reasons_are_the_cas() -> None:
+    from jpki_sim.issuer.ca import REASONS
+    from jpki_sim.profiles.jpki.state import HISTORY_REASONS
+
+    assert set(HISTORY_REASONS) == set(REASONS)

@@ -168,7 +168,7 @@ class Record:
 #: reasons this CA revokes for; the names are RFC 5280's CRLReason values
 REASONS = {
     "superseded": x509.ReasonFlags.superseded,  # renewed or re-issued at the counter
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,  # name or address changed
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,  # any of the four facts changed
     "keyCompromise": x509.ReasonFlags.key_compromise,
     "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,  # card returned
     "unspecified": x509.ReasonFlags.unspecified,
