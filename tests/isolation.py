@@ -167,9 +167,14 @@ class Namespace:
                 pass
         self._children.clear()
         holder, self.holder = self.holder, None
-        if holder is not None and holder.poll() is None:
+        if self.pid is not None:
             try:
-                os.killpg(holder.pid, signal.SIGKILL)
+                os.kill(self.pid, signal.SIGKILL)  # the namespace's own sleep
+            except ProcessLookupError:
+                pass
+        if holder is not None:
+            try:
+                os.killpg(holder.pid, signal.SIGKILL)  # unshare and all it forked
             except ProcessLookupError:
                 pass
             holder.wait(5)
