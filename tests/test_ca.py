@@ -29,7 +29,7 @@ from jpki_sim.issuer.certprofile import read_holder_facts
 from jpki_sim.profiles.jpki.state import Identity
 
 HANAKO = Identity(
-    name="番号 花子",
+    name="番号　花子",
     birthdate=date(1993, 3, 31),
     sex="2",
     address="北海道小樽市花園２丁目１２番１号",
@@ -163,7 +163,7 @@ def test_sign_certificate_profile(test_ca: TestCA, sign_der: bytes) -> None:
     pol = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
     assert [p.policy_identifier.dotted_string for p in pol] == ["1.2.392.200149.8.5.1.0.20"]
     assert read_holder_facts(cert) == {
-        "1.2.392.200149.8.5.5.1": "番号 花子",
+        "1.2.392.200149.8.5.5.1": "番号　花子",
         "1.2.392.200149.8.5.5.2": "00000",
         "1.2.392.200149.8.5.5.3": "2",
         "1.2.392.200149.8.5.5.4": "419930331",  # 平成 (era 4), 1993-03-31

@@ -99,10 +99,10 @@ def test_the_card_file_round_trips_the_chip(hanako: CardState, tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("serial", "12345", "card serial must be 15 digits"),
-    ("municipality", {"code": "1203", "name": "x"}, "municipality code must be 5 digits"),
-    ("internal_auth_key", "not a key", "internal_auth_key is not a PEM private key"),
-    ("cv_certificates", {"F8": "!!"}, "'F8' is not base64"),
+    ("serial", "12345", "chip.serial: must be 15 digits"),
+    ("municipality", {"code": "1203", "name": "x"}, "chip.municipality.code: must be 5 digits"),
+    ("internal_auth_key", "not a key", "chip.internal_auth_key: not a PEM private key"),
+    ("cv_certificates", {"F8": "!!"}, "'chip.cv_certificates.F8' is not base64"),
     ("cv_certificates", {"zz": ""}, "'zz' is not a hex tag"),
 ])
 def test_a_damaged_chip_field_is_refused(

@@ -80,7 +80,7 @@ def card(tmp_path: Path, ca_dir: Path, capsys: pytest.CaptureFixture[str]) -> Pa
 def test_issue_defaults_and_status_keys(card: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (card.stat().st_mode & 0o777) == 0o600
     state = load(card)
-    assert state.identity.name == "番号 花子" and state.identity.my_number == "012345678903"
+    assert state.identity.name == "番号　花子" and state.identity.my_number == "012345678903"
     doc = run_json(capsys, "card", "status", str(card), "--at", "2021-01-01")
     assert doc["card"]["expires"] == "2030-03-31"
     assert doc["certificates"]["auth"]["expires"] == "2025-03-31"
@@ -106,7 +106,7 @@ def test_issue_defaults_and_status_keys(card: Path, capsys: pytest.CaptureFixtur
 def test_status_table_for_people(card: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "card", "status", str(card), "--at", "2025-02-01")
     assert code == 0
-    for text in ("番号 花子", "2030-03-31", "2025-03-31", "expiring_soon", "2025-01-01", "3/3"):
+    for text in ("番号　花子", "2030-03-31", "2025-03-31", "expiring_soon", "2025-01-01", "3/3"):
         assert text in out
 
 
@@ -115,7 +115,7 @@ def test_issue_with_every_option(
 ) -> None:
     out = tmp_path / "taro.json"
     doc = run_json(
-        capsys, "card", "issue", str(out), "--name", "番号 太郎", "--birthdate", "1980-02-29",
+        capsys, "card", "issue", str(out), "--name", "番号　太郎", "--birthdate", "1980-02-29",
         "--sex", "male", "--address", "東京都千代田区霞が関２丁目１番２号",
         "--my-number", "1234 5678 9018", "--issued", "2021-06-01", "--auth-pin", "4321",
         "--sign-pin", "PASSWORD1", "--helper-pin", "8765", "--juki-pin", "2468",
@@ -303,15 +303,15 @@ def test_issue_status_renew_status_crl_ocsp_and_apdu(
         "--sign-pin", "ABC123",
     )  # fmt: skip
     assert doc["renewed"]["auth"]["old_serial"] == format(old.auth.serial, "x")
-    assert doc["renewed"]["auth"]["expires"] == "2029-03-31"
+    assert doc["renewed"]["auth"]["expires"] == "2030-03-31"
     assert sorted(doc["revoked"]) == sorted(format(s.serial, "x") for s in (old.auth, old.sign))
     new = load(card)
     assert new.auth is not None and new.auth.serial != old.auth.serial
     assert new.auth.key_pem != old.auth.key_pem
     status = run_json(capsys, "card", "status", str(card), "--at", "2025-02-02")
-    assert status["certificates"]["auth"]["expires"] == "2029-03-31"
+    assert status["certificates"]["auth"]["expires"] == "2030-03-31"
     assert status["certificates"]["auth"]["serial"] == format(new.auth.serial, "x")
-    assert status["renewal"]["opens"] == "2029-01-01"
+    assert status["renewal"]["opens"] == "2030-01-01"  # the card's, now
     assert {h["serial"] for h in status["revoked"]} == set(doc["revoked"])
 
     # the CRL names the old serial
@@ -421,11 +421,11 @@ def test_change_address_and_name(
     assert doc["status"]["certificates"]["auth"]["revoked"] is False
     assert load(card).identity.address == "東京都千代田区霞が関２丁目１番２号"
     code, out, err = run(
-        capsys, "card", "change-name", str(card), "番号 華子", "--at", "2022-04-02"
+        capsys, "card", "change-name", str(card), "番号　華子", "--at", "2022-04-02"
     )
     assert code == 0, err
-    assert "番号 華子" in out
-    assert load(card).identity.name == "番号 華子"
+    assert "番号　華子" in out
+    assert load(card).identity.name == "番号　華子"
     # the counter can issue a new signature certificate at once
     doc = run_json(capsys, "card", "renew", str(card), "--at", "2022-04-02", "--sign-pin", "ABC123")
     assert list(doc["renewed"]) == ["sign"] and doc["renewed"]["sign"]["kind"] == "revoked"

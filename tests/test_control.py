@@ -175,7 +175,7 @@ def test_state_names_reader_holder_certificates_counters(runner: ControlRunner) 
     assert status == 200
     assert doc["present"] is True and doc["powered"] is True
     assert doc["atr"] == "3BE000FF8131FE4514"
-    assert doc["holder"]["name"] == "番号 花子"
+    assert doc["holder"]["name"] == "番号　花子"
     auth = doc["certificates"]["auth"]
     assert auth["present"] and auth["expires"] == "2030-03-31"
     assert auth["renewal_opens"] == "2030-01-01" and auth["grace_ends"] == "2030-06-30"

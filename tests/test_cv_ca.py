@@ -259,6 +259,11 @@ def test_ca_show_lists_the_cv_roots_and_export_cv_writes_them(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ca_dir = str(tmp_path / "ca")
+    # `ca show` never creates a CA (issue 11): a missing one is an error, `ca init` makes it
+    code, _, _ = _run(capsys, "ca", "show", "--ca", ca_dir, "--json")
+    assert code == 2
+    code, _, _ = _run(capsys, "ca", "init", "--ca", ca_dir)
+    assert code == 0
     code, out, _ = _run(capsys, "ca", "show", "--ca", ca_dir, "--json")
     assert code == 0
     shown = json.loads(out)["cv_roots"]

@@ -122,7 +122,7 @@ def test_dashboard_shows_the_card_blocks_a_pin_and_traces_the_client(
         assert "token=" not in browser.current_url  # taken out of the address bar
         _wait("3 of 3 tries", lambda: browser.find_element(
             By.CSS_SELECTOR, "[data-card='0'] [data-pin='auth'] .tries").text == "3/3")
-        _wait("the holder", lambda: "番号 花子" in browser.find_element(
+        _wait("the holder", lambda: "番号　花子" in browser.find_element(
             By.CSS_SELECTOR, "[data-card='0']").text)
         _wait("the live stream", lambda: browser.find_element(By.ID, "connection").text == "live")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import shutil
 import stat
@@ -42,7 +43,7 @@ def keys() -> issuer.KeyPool:
 
 @pytest.fixture(scope="module")
 def hanako(test_ca: TestCA, keys: issuer.KeyPool) -> CardState:
-    """番号 花子's card issued 2020-08-27 (copy before changing)."""
+    """番号　花子's card issued 2020-08-27 (copy before changing)."""
     return issuer.issue_card(issuer.default_identity(), ISSUED, ca=test_ca, keys=keys)
 
 
@@ -84,7 +85,7 @@ def ocsp_status(ca: TestCA, cert_der: bytes, which: str, at: datetime) -> ocsp.O
 
 def test_default_identity_is_the_seeds_holder_with_a_valid_my_number() -> None:
     ident = issuer.default_identity()
-    assert (ident.name, ident.birthdate, ident.sex) == ("番号 花子", date(1993, 3, 31), "2")
+    assert (ident.name, ident.birthdate, ident.sex) == ("番号　花子", date(1993, 3, 31), "2")
     assert ident.my_number == "012345678903"
     assert any(c in ident.address for c in "０１２３４５６７８９")  # full-width digits
     # the seeds' sample number fails its check digit
@@ -148,7 +149,7 @@ def test_card_without_sign_certificate_never_sets_its_pin(
 def test_minors_get_a_5_year_card_and_no_sign_certificate_under_15(
     test_ca: TestCA, keys: issuer.KeyPool
 ) -> None:
-    child = Identity("番号 太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
+    child = Identity("番号　太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
     state = issuer.issue_card(child, date(2020, 6, 1), ca=test_ca, keys=keys)
     assert state.expires == date(2025, 4, 23)
     assert state.sign is None and state.auth is not None
@@ -270,12 +271,13 @@ def test_renewal_inside_the_window(
         assert new.serial != old.serial
         assert new.key_pem != old.key_pem
         assert public_numbers(new.key_pem) != public_numbers(old.key_pem)
-        # the 5th birthday after 2025-02-01 counts 2025-03-31 as the first
-        assert (new.not_before, new.expires) == (at, date(2029, 3, 31))
+        # renewed inside the window: the 6th birthday after 2025-02-01 (2025-03-31 is the
+        # first), J-LIS's rule, which here is the card's own expiry
+        assert (new.not_before, new.expires) == (at, date(2030, 3, 31))
         cert = cert_of(new.cert_der)
         assert cert.public_key().public_numbers() == public_numbers(new.key_pem)  # type: ignore[union-attr]
         assert cert.not_valid_before_utc == datetime(2025, 1, 31, 15, 0, tzinfo=timezone.utc)
-        assert cert.not_valid_after_utc == datetime(2029, 3, 31, 14, 59, 59, tzinfo=timezone.utc)
+        assert cert.not_valid_after_utc == datetime(2030, 3, 31, 14, 59, 59, tzinfo=timezone.utc)
     assert sorted(result.revoked) == sorted([old_auth.serial, old_sign.serial])
     # the CA: old serials on the CRL and revoked over OCSP, new ones good
     later = datetime(2025, 2, 2, tzinfo=timezone.utc)
@@ -294,8 +296,9 @@ def test_renewal_inside_the_window(
         format(old_sign.serial, "x"),
     }
     doc = issuer.status(reloaded, date(2025, 2, 2))
-    assert doc["certificates"]["auth"]["expires"] == "2029-03-31"
-    assert doc["renewal"]["opens"] == "2029-01-01"
+    assert doc["certificates"]["auth"]["expires"] == "2030-03-31"
+    # the certificates now end with the card: what comes next is the card's renewal
+    assert (doc["renewal"]["for"], doc["renewal"]["opens"]) == ("card", "2030-01-01")
     assert doc["certificates"]["auth"]["revoked"] is False
     assert doc["health_insurance"]["state"] == "valid"
     # the new certificate validates to its test root as a client certificate
@@ -319,14 +322,42 @@ def test_renewing_again_right_after_is_refused(
     store: CardStore, test_ca: TestCA, keys: issuer.KeyPool
 ) -> None:
     issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2025, 2, 1)), keys=keys)
-    with pytest.raises(UserError, match="renewal opens on 2029-01-01"):
-        issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2025, 2, 2)), keys=keys)
-    # renewed after the birthday, the next certificate runs to the card's expiry...
-    issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2029, 2, 1)), keys=keys)
     assert store.state.auth is not None and store.state.auth.expires == date(2030, 3, 31)
-    # ... and then only the card itself can be renewed
+    # the certificates run to the card's expiry: only the card itself can be renewed
+    with pytest.raises(UserError, match="renew the card itself from 2030-01-01"):
+        issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2025, 2, 2)), keys=keys)
     with pytest.raises(UserError, match="renew the card itself from 2030-01-01"):
         issuer.renew(store, pins=PINS, ca=test_ca, clock=FixedClock(date(2030, 2, 1)), keys=keys)
+
+
+def test_renewing_on_time_never_costs_a_year(
+    hanako: CardState, test_ca: TestCA, keys: issuer.KeyPool, tmp_path: Path
+) -> None:
+    """Item 13: the on-time renewer gets what the one who waits past expiry gets, or more."""
+    born = date(1980, 6, 10)
+    adult = issuer.issue_card(
+        Identity("番号　太郎", born, "1", issuer.DEFAULT_ADDRESS, "123456789018"),
+        date(2016, 7, 20), ca=test_ca, keys=keys,
+    )
+    # card to 2026-06-10 (10th birthday), certificates to 2021-06-10 (5th)
+    assert (adult.expires, adult.auth.expires) == (date(2026, 6, 10), date(2021, 6, 10))  # type: ignore[union-attr]
+    on_time = new_store(copy.deepcopy(adult), tmp_path / "on-time.json")
+    late = new_store(copy.deepcopy(adult), tmp_path / "late.json")
+    for one in (on_time, late):
+        one.commit()
+    # inside the window (from 2021-03-11): the 6th birthday after 2021-04-01 is 2026-06-10
+    r1 = issuer.renew(on_time, pins=PINS, ca=test_ca, clock=FixedClock(date(2021, 4, 1)),
+                      keys=keys)
+    # after expiry (re-issue): the 5th birthday after 2021-07-01 is 2026-06-10 as well
+    r2 = issuer.renew(late, pins=PINS, ca=test_ca, clock=FixedClock(date(2021, 7, 1)), keys=keys)
+    assert (r1.kinds["auth"], r2.kinds["auth"]) == ("renewal", "re-issue")
+    assert r1.renewed["auth"].expires == r2.renewed["auth"].expires == date(2026, 6, 10)
+    # without the rule the on-time renewer would have had 2025-06-10, a year less
+    assert lifecycle.certificate_expiry(born, date(2021, 4, 1)) == date(2025, 6, 10)
+    assert lifecycle.certificate_expiry(born, date(2021, 4, 1), in_window=True) == date(
+        2026, 6, 10)
+    # the day before the window opens (2021-03-11) is not inside it: 5th birthday
+    assert issuer.renewed_expiry(adult, "auth", date(2021, 3, 1), None) == date(2025, 6, 10)
 
 
 def test_wrong_pin_at_renewal_costs_a_try_saved_before_the_comparison(
@@ -423,7 +454,7 @@ def test_expired_card_cannot_be_renewed(
 def test_minor_certificates_are_not_renewed_separately(
     test_ca: TestCA, keys: issuer.KeyPool, tmp_path: Path
 ) -> None:
-    child = Identity("番号 太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
+    child = Identity("番号　太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
     st = new_store(
         issuer.issue_card(child, date(2020, 6, 1), ca=test_ca, keys=keys), tmp_path / "c.json"
     )
@@ -462,13 +493,16 @@ def test_change_of_address_revokes_the_sign_certificate_only(
     assert new_sign is not None and new_sign.serial != sign.serial
     assert read_holder_facts(cert_of(new_sign.cert_der))["1.2.392.200149.8.5.5.5"] == new_address
     assert store.state.auth == auth  # untouched
-    assert new_sign.expires == lifecycle.certificate_expiry(date(1993, 3, 31), date(2022, 5, 10))
+    # the 5th birthday after 2022-05-10 would be 2027-03-31, but a signature certificate
+    # never outlives the authentication certificate (施行規則, as municipal FAQs restate it)
+    assert lifecycle.certificate_expiry(date(1993, 3, 31), date(2022, 5, 10)) == date(2027, 3, 31)
+    assert new_sign.expires == auth.expires == date(2025, 3, 31)
 
 
 def test_change_of_name_and_nothing_to_change(store: CardStore, test_ca: TestCA) -> None:
     at = FixedClock(date(2022, 5, 10))
-    assert issuer.change_name(store, "番号 華子", ca=test_ca, clock=at) is not None
-    assert load(store.path).identity.name == "番号 華子"  # type: ignore[arg-type]
+    assert issuer.change_name(store, "番号　華子", ca=test_ca, clock=at) is not None
+    assert load(store.path).identity.name == "番号　華子"  # type: ignore[arg-type]
     # the sign certificate is already revoked: a second change revokes nothing more
     assert issuer.change_address(store, "北海道小樽市色内１丁目", ca=test_ca, clock=at) is None
     with pytest.raises(UserError, match="nothing to change"):
@@ -486,7 +520,7 @@ def test_default_card_is_created_on_first_use(
     assert path == tmp_path / "data" / "jpki-sim" / "card.json"
     store = default.open_default_card(keys=keys, clock=FixedClock(date(2024, 1, 5)))
     assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert store.state.identity.name == "番号 花子"
+    assert store.state.identity.name == "番号　花子"
     assert store.state.issued == date(2024, 1, 5)
     assert (tmp_path / "data" / "jpki-sim" / "ca" / "ca.json").exists()
     again = default.open_default_card(keys=keys)
@@ -537,7 +571,7 @@ def test_after_renewal_the_card_reads_the_new_certificate_and_signs_with_the_new
 def test_card_renewal_makes_a_new_card_and_revokes_the_old_certificates(
     test_ca: TestCA, keys: issuer.KeyPool, tmp_path: Path
 ) -> None:
-    child = Identity("番号 太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
+    child = Identity("番号　太郎", date(2012, 4, 23), "1", issuer.DEFAULT_ADDRESS, "123456789018")
     st = new_store(
         issuer.issue_card(child, date(2020, 6, 1), ca=test_ca, keys=keys, pins={"auth": "2468"}),
         tmp_path / "c.json",
@@ -552,9 +586,10 @@ def test_card_renewal_makes_a_new_card_and_revokes_the_old_certificates(
     assert revoked == [old.auth.serial]
     new = load(tmp_path / "c.json")
     assert new.issued == at
-    # 12 at renewal: a minor's card, to the 5th birthday after 2025-02-01 (2025-04-23 is the 1st)
-    assert new.expires == date(2029, 4, 23)
-    assert new.auth is not None and new.auth.expires == date(2029, 4, 23)
+    # 12 at renewal, inside the window: a minor's card to the 6th birthday after 2025-02-01
+    # (2025-04-23 is the 1st), the certificate likewise
+    assert new.expires == date(2030, 4, 23)
+    assert new.auth is not None and new.auth.expires == date(2030, 4, 23)
     assert new.auth.serial != old.auth.serial
     assert new.sign is None  # 12 years old: no signature certificate
     assert new.pins["auth"].value == "2468"  # the holder kept the old PIN

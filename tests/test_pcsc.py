@@ -271,9 +271,10 @@ def test_serve_reloads_a_card_file_rewritten_by_another_process(
     try:
         (line,) = server.wait_ready()
         event = json.loads(line)
-        assert {k: event[k] for k in ("event", "card", "reader", "vpcd")} == {
+        # ready: pcscd itself shows the card in the reader
+        assert {k: event[k] for k in ("event", "card", "reader", "vpcd", "confirmed")} == {
             "event": "ready", "card": str(card_file), "reader": reader,
-            "vpcd": f"localhost:{PORTS[1]}"}
+            "vpcd": f"localhost:{PORTS[1]}", "confirmed": True}
         # e.g. `jpki-sim card reset-pin` run meanwhile: the counter on file changes
         state = load(card_file)
         state.pins["auth"].tries_left = 1

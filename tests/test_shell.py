@@ -514,9 +514,9 @@ def test_tlv_of_the_helper_application_is_decoded(shell: Shell) -> None:
     output(shell)
     shell.execute("B0/00")
     text = output(shell)
-    assert "  TLV:" in text and "FF20 5D" in text
+    assert "  TLV:" in text and "FF20 5F" in text
     assert 'DF24 08  3139393330333331  "19930331"' in text
-    assert '"番号 花子"' in text
+    assert '"番号　花子"' in text
 
 
 def test_completion_of_file_names(

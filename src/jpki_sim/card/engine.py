@@ -44,7 +44,7 @@ from jpki_sim.card.files import (
     RecordEF,
     TransparentEF,
 )
-from jpki_sim.card.pins import RetryCounter
+from jpki_sim.card.pins import Attempt, RetryCounter
 from jpki_sim.card.rules import DEFAULT_RULES, CardRules, ChallengeSource, system_random
 from jpki_sim.iso7816 import ins as I
 from jpki_sim.iso7816.apdu import CommandApdu
@@ -358,10 +358,13 @@ def verify(card: Card, apdu: CommandApdu) -> bytes:
     if not pin.usable:
         raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
     key = (df.aid, ef.fid)
-    if pin.verify(apdu.data):
+    outcome = pin.attempt(apdu.data)
+    if outcome is Attempt.VERIFIED:
         card.verified.add(key)
         return b""
     card.verified.discard(key)
+    if outcome is Attempt.UNUSABLE:  # another process blocked it meanwhile
+        raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
     raise CardError(pin_status_sw(pin.tries_left))
 
 

@@ -25,6 +25,7 @@ import hmac
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Protocol
 
 #: the most tries a counter can hold: 63Cx reports 0-15
@@ -53,6 +54,14 @@ class PinState:
 
     def to_json(self) -> dict[str, Any]:
         return {"value": self.value, "tries_left": self.tries_left, "max_tries": self.max_tries}
+
+
+class Attempt(Enum):
+    """What one comparison of a candidate PIN came to."""
+
+    VERIFIED = "verified"  # a try was spent, the candidate matched, the counter is full again
+    WRONG = "wrong"  # a try was spent (and saved), the candidate did not match
+    UNUSABLE = "unusable"  # blocked or never set: nothing spent, nothing compared
 
 
 class CounterStore(Protocol):
@@ -132,25 +141,31 @@ class RetryCounter:
 
     # ------------------------------------------------------------ the rule
 
-    def verify(self, candidate: bytes) -> bool:
+    def attempt(self, candidate: bytes) -> Attempt:
         """Spend a try (saved), compare in constant time, restore on a match.
 
-        Callers check :attr:`usable` first; a counter at 0 is never decremented
-        below it.
+        The counter is read inside the store's transaction, i.e. as the card
+        file has it under its lock (another process may have spent a try since
+        this one last looked): a blocked or unset PIN spends nothing. A counter
+        is never decremented below 0.
         """
         with self._store.transaction():
             st = self._state()
             if st.value is None or st.tries_left <= 0:
-                return False
+                return Attempt.UNUSABLE
             st.tries_left -= 1
             reference = st.value.encode()
         # the try is on disk before the answer is known
         if not hmac.compare_digest(candidate, reference):
-            return False
+            return Attempt.WRONG
         with self._store.transaction():
             st = self._state()
             st.tries_left = st.max_tries
-        return True
+        return Attempt.VERIFIED
+
+    def verify(self, candidate: bytes) -> bool:
+        """:meth:`attempt`, true on a match."""
+        return self.attempt(candidate) is Attempt.VERIFIED
 
     def change(self, new: bytes | str) -> None:
         """A new value (the old one was verified by the caller); counter full."""

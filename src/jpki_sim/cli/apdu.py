@@ -30,6 +30,8 @@ def configure(sub: Any) -> None:
     where.add_argument("--reader", metavar="NAME", help="a PC/SC reader instead of a card file")
     add_profile_argument(p)
     p.add_argument("--json", action="store_true", help="one JSON object per exchange")
+    p.add_argument("--show-pins", action="store_true",
+                   help="print PIN data as sent (hidden as 2A bytes by default)")
     p.add_argument(
         "--data-out",
         metavar="FILE",
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"bad APDU {text!r}: {exc}") from None
         commands.append(raw)
 
+    from jpki_sim.trace.redact import redact_command
+
     transport = _open(args)
     status = 0
     collected = bytearray()
@@ -79,11 +83,12 @@ def run(args: argparse.Namespace) -> int:
             resp = transport.transmit(raw)
             data, sw = resp[:-2], int.from_bytes(resp[-2:], "big")
             collected += data
+            shown = raw if args.show_pins else redact_command(raw)[0]
             if args.json:
                 print(
                     json.dumps(
                         {
-                            "command": raw.hex().upper(),
+                            "command": shown.hex().upper(),
                             "data": data.hex().upper(),
                             "sw": f"{sw:04X}",
                         }
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
             else:
-                print(f"> {raw.hex(' ').upper()}")
+                print(f"> {shown.hex(' ').upper()}")
                 for i in range(0, len(data), 32):
                     print(f"< {data[i : i + 32].hex(' ').upper()}")
                 print(f"< {describe(sw)}", flush=True)

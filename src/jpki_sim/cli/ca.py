@@ -17,7 +17,8 @@ def configure(sub: Any) -> None:
         help="the test CA: CRLs, an OCSP responder on localhost, its root certificates",
         description=(
             "The test CA (separate auth and sign CAs, O=JPKI-TEST) lives in a directory, "
-            "by default under the user data dir; it is created on first use."
+            "by default under the user data dir. `ca init` creates it (and `card issue` on "
+            "first use); the other commands never do."
         ),
     )
     cmds = group.add_subparsers(dest="ca_command", metavar="SUBCOMMAND")
@@ -66,6 +67,18 @@ def configure(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run_export_cv)
 
+    p = cmds.add_parser(
+        "init",
+        help="create the test CA (new root keys); nothing else creates one except card issue",
+        description=(
+            "Create the test CA in --ca DIR (default: the user data dir): two RSA-2048 roots, "
+            "auth and sign. An existing CA is left as it is."
+        ),
+    )
+    p.add_argument("--ca", metavar="DIR", help="test CA directory (default: user data dir)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_init)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca", metavar="DIR", help="test CA directory (default: user data dir)")
@@ -76,7 +89,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _at(args: argparse.Namespace) -> Any:
-    if not args.at:
+    if args.at is None:
         return None
     from jpki_sim.cli.card import parse_date
     from jpki_sim.issuer.lifecycle import FixedClock
@@ -95,9 +108,12 @@ def run_crl(args: argparse.Namespace) -> int:
     from jpki_sim.issuer.ca import TestCA
 
     out = Path(args.out)
-    if out.is_dir() or not out.parent.is_dir():
-        raise UserError(f"{out}: not a file path in an existing directory")
-    ca = TestCA.open(args.ca)
+    try:
+        if out.is_dir() or not out.parent.is_dir():
+            raise UserError(f"{out}: not a file path in an existing directory")
+    except OSError as exc:
+        raise UserError(f"{out}: {exc.strerror or exc}") from None
+    ca = TestCA.open(args.ca, create=False)
     der = ca.crl(args.which, at=_at(args))
     crl = x509.load_der_x509_crl(der)
     data = crl.public_bytes(serialization.Encoding.PEM) if args.pem else der
@@ -129,7 +145,7 @@ def run_ocsp(args: argparse.Namespace) -> int:
     from jpki_sim.errors import UserError
     from jpki_sim.issuer.ca import TestCA
 
-    ca = TestCA.open(args.ca)
+    ca = TestCA.open(args.ca, create=False)
     port = args.port if args.port is not None else (urlsplit(ca.base_url).port or DEFAULT_PORT)
     if not 0 <= port <= 65535:
         raise UserError(f"--port {port} is not a TCP port")
@@ -199,7 +215,7 @@ def run_export_cv(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise UserError(f"{out}: not a file path in an existing directory")
-    cv = CvCA.open(TestCA.open(args.ca).directory)
+    cv = CvCA.open(TestCA.open(args.ca, create=False).directory)
     data = cv.root_pem() if args.pem else cv.root_certificates()
     try:
         write_atomic(out, data, 0o644)
@@ -214,11 +230,31 @@ def run_export_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_init(args: argparse.Namespace) -> int:
+    from jpki_sim.errors import UserError
+    from jpki_sim.issuer.ca import TestCA
+
+    try:
+        TestCA.open(args.ca, create=False)
+        existed = True
+    except UserError:  # not there (or broken: creating says why)
+        existed = False
+    ca = TestCA.open(args.ca, create=True)
+    doc = {"directory": str(ca.directory), "created": not existed, "base_url": ca.base_url}
+    if args.json:
+        print(json.dumps(doc, ensure_ascii=False, indent=1))
+    elif existed:
+        print(f"a test CA is already in {ca.directory}; left as it is")
+    else:
+        print(f"created the test CA in {ca.directory}")
+    return 0
+
+
 def run_show(args: argparse.Namespace) -> int:
     from jpki_sim.issuer.ca import TestCA
     from jpki_sim.issuer.cv import CvCA
 
-    ca = TestCA.open(args.ca)
+    ca = TestCA.open(args.ca, create=False)
     cv = CvCA.open(ca.directory)
     records = ca.records()
     doc = {

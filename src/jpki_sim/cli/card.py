@@ -1,8 +1,8 @@
 """``jpki-sim card``: issue a card, see where it stands, and do what the municipal counter does.
 
-issue | status | renew | reset-pin | change-address | change-name, all with
-``--at DATE`` (act as of that day, Japan time) and ``--json``; face draws the card's
-front.
+issue | status | renew | reset-pin | change-address | change-name |
+change-birthdate | change-sex, all with ``--at DATE`` (act as of that day,
+Japan time) and ``--json``; face draws the card's front.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def configure(sub: Any) -> None:
         description=(
             "Issue a card: key pairs, certificates from the test CA with the lifecycle's "
             "dates, PINs, helper data, a card serial. Defaults: the seeds' fictional holder "
-            "番号 花子, born 1993-03-31, female, issued by Otaru (01203); PINs auth 1234, "
+            "番号　花子, born 1993-03-31, female, issued by Otaru (01203); PINs auth 1234, "
             "sign ABC123, juki 1234, helper 1234."
         ),
         epilog="example: jpki-sim card issue card.json --issued 2020-08-27",
@@ -44,7 +44,7 @@ def configure(sub: Any) -> None:
     p.add_argument("--profile", metavar="NAME",
                    help="the kind of card (default jpki; another profile's card is made by "
                         "its own issuer, and the holder and PIN options below are jpki's)")
-    p.add_argument("--name", help="holder's name (default 番号 花子)")
+    p.add_argument("--name", help="holder's name (default 番号　花子)")
     p.add_argument("--birthdate", metavar="DATE", help="YYYY-MM-DD (default 1993-03-31)")
     p.add_argument("--sex", help="1|male, 2|female, 0|unknown, 9|n/a (ISO 5218; default 2)")
     p.add_argument("--address", help="holder's address (default: Otaru city hall's)")
@@ -131,14 +131,25 @@ def configure(sub: Any) -> None:
     _common(p, ca=False)
     p.set_defaults(func=run_reset_pin)
 
-    # ---- change-address / change-name
-    for what in ("address", "name"):
+    # ---- change-address / change-name / change-birthdate / change-sex: the four facts
+    for what, meta, example in (
+        ("address", "NEW_ADDRESS", "東京都千代田区霞が関２丁目１番２号"),
+        ("name", "NEW_NAME", "番号　華子"),
+        ("birthdate", "YYYY-MM-DD", "1993-04-01"),
+        ("sex", "SEX", "1|male, 2|female, 0|unknown, 9|n/a"),
+    ):
         p = cmds.add_parser(
             f"change-{what}",
             help=f"record a new {what}: helper data updated, signature certificate revoked",
+            description=(
+                f"Record a change of the holder's {what}, one of the four facts the signature "
+                "certificate carries: the card-info helper data changes and the signature "
+                "certificate is revoked (affiliationChanged); `card renew` issues a new one."
+            ),
+            epilog=f"example: jpki-sim card change-{what} card.json '{example.split(',')[0]}'",
         )
         p.add_argument("card", metavar="CARD.json", nargs="?", help=DEFAULT_CARD_HELP)
-        p.add_argument("value", metavar=f"NEW_{what.upper()}")
+        p.add_argument("value", metavar=meta)
         _common(p, ca=True)
         p.set_defaults(func=run_change, what=what)
 
@@ -182,7 +193,7 @@ def parse_date(text: str, what: str) -> date:
 def _clock(args: argparse.Namespace) -> Any:
     from jpki_sim.issuer import lifecycle
 
-    return lifecycle.clock_at(parse_date(args.at, "--at") if args.at else None)
+    return lifecycle.clock_at(parse_date(args.at, "--at") if args.at is not None else None)
 
 
 def _sex(text: str) -> str:
@@ -234,20 +245,24 @@ def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
 
 def _status_table(doc: dict[str, Any], path: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     h = doc["holder"]
-    table = Table(title=f"{path} as of {doc['as_of']}", show_header=True, title_justify="left")
+    table = Table(title=escape(f"{path} as of {doc['as_of']}"), show_header=True,
+                  title_justify="left")
     table.add_column("item")
     table.add_column("value")
-    table.add_row("holder", f"{h['name']} (born {h['birthdate']}, age {h['age']})")
-    table.add_row("address", h["address"])
+    age = h["age"] if h["age"] is not None else "-"
+    table.add_row("holder", escape(f"{h['name']} (born {h['birthdate']}, age {age})"))
+    table.add_row("address", escape(h["address"]))
     c = doc["card"]
     table.add_row(
         "card",
         f"issued {c['issued']}, expires {c['expires']}"
-        + (" [red]EXPIRED[/]" if c["expired"] else ""),
+        + (" [red]EXPIRED[/]" if c["expired"] else "")
+        + (" [yellow]NOT YET VALID[/]" if c.get("not_yet_valid") else ""),
     )
     chip = doc["chip"]
     town = chip["municipality"]
@@ -260,6 +275,8 @@ def _status_table(doc: dict[str, Any], path: str) -> None:
             table.add_row(label, "not carried")
             continue
         flags = []
+        if cert.get("not_yet_valid"):
+            flags.append("[yellow]not yet valid[/]")
         if cert["expired"]:
             flags.append("[red]expired[/]")
         if cert["revoked"]:
@@ -306,19 +323,22 @@ def run_issue(args: argparse.Namespace) -> int:
     from jpki_sim.profiles.jpki.state import new_store
 
     out = Path(args.out)
-    if out.is_dir():
-        raise UserError(f"{out} is a directory")
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists: use --force to overwrite it")
-    if not out.parent.is_dir():
-        raise UserError(f"{out.parent}: no such directory")
+    try:
+        if out.is_dir():
+            raise UserError(f"{out} is a directory")
+        if out.exists() and not args.force:
+            raise UserError(f"{out} exists: use --force to overwrite it")
+        if not out.parent.is_dir():
+            raise UserError(f"{out.parent}: no such directory")
+    except OSError as exc:
+        raise UserError(f"{out}: {exc.strerror or exc}") from None
     clock = _clock(args)
     if args.profile not in (None, "jpki"):
         return _issue_other(args, out, clock)
     ident = issuer.default_identity()
     if args.name is not None:
         ident.name = args.name
-    if args.birthdate:
+    if args.birthdate is not None:
         ident.birthdate = parse_date(args.birthdate, "--birthdate")
     if args.sex is not None:
         ident.sex = _sex(args.sex)
@@ -326,9 +346,9 @@ def run_issue(args: argparse.Namespace) -> int:
         ident.address = args.address
     if args.my_number is not None:
         ident.my_number = args.my_number
-    if args.stay_until:
+    if args.stay_until is not None:
         ident.stay_until = parse_date(args.stay_until, "--stay-until")
-    issued = parse_date(args.issued, "--issued") if args.issued else clock.today()
+    issued = parse_date(args.issued, "--issued") if args.issued is not None else clock.today()
     with_sign = False if args.no_sign_cert else (True if args.sign_cert else None)
     state = issuer.issue_card(
         ident,
@@ -343,10 +363,7 @@ def run_issue(args: argparse.Namespace) -> int:
         atr=args.atr,
         token_label=args.token_label,
     )
-    try:
-        new_store(state, out).commit()
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+    new_store(state, out).commit()  # CardFileError names the file and the reason
     doc = {"path": str(out), **issuer.status(state, clock.today())}
     carried = [w for w in ("auth", "sign") if state.slot(w) is not None]
     certs = (
@@ -389,10 +406,7 @@ def _issue_other(args: argparse.Namespace, out: Any, clock: Any) -> int:
         what = f"--{given[0].replace('_', '-')}" if given else "the certificate options"
         raise UserError(f"{what} describes a JPKI card, not a {profile.name!r} one")
     state = profile.hook("provision")(clock=clock)
-    try:
-        CardStore(profile.state, state, out).commit()
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror}") from None
+    CardStore(profile.state, state, out).commit()
     _emit(args, {"path": str(out), "profile": profile.name}, f"issued {out}: a {profile.name} card")
     return 0
 
@@ -465,7 +479,7 @@ def _renew_card(args: argparse.Namespace, store: Any, clock: Any) -> int:
     from jpki_sim.issuer import counter as issuer
 
     pins = _pins(args)
-    stay = parse_date(args.stay_until, "--stay-until") if args.stay_until else None
+    stay = parse_date(args.stay_until, "--stay-until") if args.stay_until is not None else None
     old_id = store.state.application_id
     old_serial = store.state.info.serial
     revoked = issuer.renew_card(store, pins=pins, ca=args.ca, clock=clock, stay_until=stay)
@@ -548,17 +562,23 @@ def run_face(args: argparse.Namespace) -> int:
 def run_change(args: argparse.Namespace) -> int:
     from jpki_sim.issuer import counter as issuer
 
+    value: Any = args.value
+    if args.what == "birthdate":
+        value = parse_date(args.value, "the birth date")
+    elif args.what == "sex":
+        value = _sex(args.value)
+    clock = _clock(args)
     store = _open_store(args.card)
     args.card = str(store.path)  # the default card named, for the output
-    clock = _clock(args)
-    revoked = issuer.change_facts(store, **{args.what: args.value}, ca=args.ca, clock=clock)
+    revoked = issuer.change_facts(store, **{args.what: value}, ca=args.ca, clock=clock)
+    shown = value.isoformat() if isinstance(value, date) else value
     doc = {
         "path": args.card,
-        args.what: args.value,
+        args.what: shown,
         "revoked": format(revoked, "x") if revoked is not None else None,
         "status": issuer.status(store.state, clock.today()),
     }
-    text = f"{args.what} changed to {args.value}"
+    text = f"{args.what} changed to {shown}"
     if revoked is not None:
         text += f"; signature certificate {revoked:x} revoked (re-issue it with card renew)"
     _emit(args, doc, text)

@@ -3,9 +3,20 @@
 Each card connects to vpcd as the card end of one virtual reader slot, first
 card on ``--vpcd``'s port, the next on the following port, and stays there
 until Ctrl-C / SIGTERM. PIN counter changes are written to the card file as
-they happen (the card's store commits before it answers), so a killed server
-loses nothing. When another process rewrites a card file (``jpki-sim card
-...`` commands), the new state is picked up at the next power-on.
+they happen, under the card file's lock (the card's store commits before it
+answers), so a killed server loses nothing and no other process's change is
+lost. When another process rewrites a card file (``jpki-sim card ...``
+commands), counters are always the file's; the card's files (certificates,
+keys, helper data) are rebuilt from it at the next power-on.
+
+"Ready" means pcscd shows the card present in the reader (asked with
+SCardGetStatusChange). vpcd can poll a card that pcscd believes absent: after
+a client's transmission failed because the previous server was killed, pcscd
+marks the reader empty, and if the new connection answers vpcd's very next
+poll pcscd never sees the card leave and come back, so it never updates the
+reader. A watcher per card notices (the reader stays empty while vpcd polls)
+and reconnects, which makes pcscd see a removal and an insertion. A pcscd
+that serve started gets SIGTERM when serve dies, however it dies.
 
 Beside the cards, serve runs the control service (:mod:`jpki_sim.control`):
 the JSON API, the dashboard, OCSP and the CRLs, on ``--control`` (default
@@ -152,10 +163,11 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
         return None
     if args.no_start_pcscd:
         return None
+    stale = pcscd.stale_socket()
     if not pcscd.is_root():
         raise UserError(
-            "pcscd is not running: start it with `sudo pcscd -f &` "
-            "(or run `sudo jpki-sim serve`, which starts it)"
+            f"pcscd is not running{f' ({stale})' if stale else ''}: start it with "
+            "`sudo pcscd -f &` (or run `sudo jpki-sim serve`, which starts it)"
         )
     import tempfile
 
@@ -168,6 +180,8 @@ def _preflight(args: argparse.Namespace, host: str, port: int, count: int) -> An
         daemon.start()
     except pcscd.PcscdError as exc:
         raise UserError(str(exc)) from None
+    if daemon.cleared:
+        print(daemon.cleared, file=sys.stderr, flush=True)
     print(f"started pcscd (pid {daemon.pid}, log {log_path}); it stops when serve stops",
           file=sys.stderr, flush=True)
     return daemon
@@ -194,25 +208,116 @@ def _check_readers_free(port: int, count: int) -> None:
         return  # cannot tell without pyscard; the bridge warns if vpcd never polls
 
 
-def _reader_name(port: int, timeout: float) -> str:
-    """The PC/SC name of the vpcd reader on ``port``, confirmed present when pyscard can."""
-    from jpki_sim.transport import pcscd
+#: how long pcscd may take to show an attached card present (its polls come every 400 ms)
+CONFIRM_TIMEOUT = 3.0
+#: how often the presence of a ready card in pcscd is checked again
+WATCH_INTERVAL = 2.0
+#: checks in a row that must find the reader empty before serve reconnects
+WATCH_MISSES = 2
+#: how long serve stays away from vpcd when it reconnects to heal a reader
+HEAL_PAUSE = 1.0
 
-    try:
-        from jpki_sim.transport.pcsc import PcscError, list_readers, wait_for_card
 
-        deadline = time.monotonic() + timeout
-        name = None
-        while name is None and time.monotonic() < deadline:
-            name = pcscd.pcsc_reader_name(port, list_readers())
-            if name is None:
-                time.sleep(0.05)
-        if name is not None:
-            wait_for_card(name, True, max(deadline - time.monotonic(), 0.5))
-            return name
-    except (ImportError, PcscError):
-        pass
-    return pcscd.pcsc_reader_name(port) or f"vpcd port {port}"
+class PresenceWatch:
+    """Makes sure pcscd shows a served card present; reconnects when it does not.
+
+    Announces "ready" (once per connection to vpcd) only when pcscd's reader
+    shows the card. If vpcd polls the card but the reader stays empty for
+    :data:`CONFIRM_TIMEOUT` (or, later, for :data:`WATCH_MISSES` checks in a
+    row), the bridge drops its connection for :data:`HEAL_PAUSE` and comes
+    back, so that pcscd registers the removal and the insertion.
+    """
+
+    def __init__(self, bridge: Any, announce: Any, stop: threading.Event, *,
+                 local: bool) -> None:
+        self.bridge = bridge
+        self.announce = announce
+        self.stop = stop
+        self.local = local
+
+    def start(self) -> None:
+        threading.Thread(target=self.run, name=f"watch-{self.bridge.port}", daemon=True).start()
+
+    def _ask(self) -> tuple[Any, str | None]:
+        """(wait_for_card, None), or (None, why pcscd cannot be asked)."""
+        if not self.local:
+            return None, "vpcd is on another host"
+        try:
+            from jpki_sim.transport.pcsc import wait_for_card
+
+            return wait_for_card, None
+        except ImportError:
+            return None, "pyscard is not installed"
+
+    def _reader(self) -> str | None:
+        from jpki_sim.transport import pcscd
+        from jpki_sim.transport.pcsc import PcscError, list_readers
+
+        try:
+            return pcscd.pcsc_reader_name(self.bridge.port, list_readers())
+        except PcscError:
+            return None
+
+    def _present(self, wait: Any, reader: str, timeout: float) -> bool | None:
+        from jpki_sim.transport.pcsc import PcscError
+
+        try:
+            return bool(wait(reader, True, timeout))
+        except PcscError:
+            return None  # pcscd cannot be asked right now: no verdict
+
+    def _same(self, connection: int) -> bool:
+        return self.bridge.connection_id == connection and self.bridge.attached.is_set()
+
+    def run(self) -> None:
+        from jpki_sim.transport import pcscd
+
+        bridge = self.bridge
+        wait, why_not = self._ask()
+        while not self.stop.is_set():
+            if not bridge.attached.wait(0.2):
+                continue
+            connection = bridge.connection_id
+            if wait is None:
+                guess = (pcscd.pcsc_reader_name(bridge.port) or f"vpcd port {bridge.port}"
+                         if self.local else None)
+                self.announce(bridge, connection, guess, why_not)
+                while self._same(connection) and not self.stop.wait(0.2):
+                    pass
+                continue
+            reader = self._reader()
+            present = self._present(wait, reader, CONFIRM_TIMEOUT) if reader else False
+            if not self._same(connection) or self.stop.is_set():
+                continue
+            if present is None:
+                self.stop.wait(WATCH_INTERVAL)
+                continue
+            if not present:
+                log.warning(
+                    "%s: vpcd polls the card but pcscd does not show it in %s; reconnecting "
+                    "so that pcscd sees it leave and come back", bridge.label,
+                    f"'{reader}'" if reader else "any reader")
+                bridge.drop(HEAL_PAUSE)
+                self._wait_for_next(connection)
+                continue
+            assert reader is not None
+            self.announce(bridge, connection, reader)
+            misses = 0
+            while self._same(connection) and not self.stop.wait(WATCH_INTERVAL):
+                if not self._same(connection):
+                    break
+                seen = self._present(wait, reader, 1.0)
+                misses = misses + 1 if seen is False else 0
+                if misses >= WATCH_MISSES and self._same(connection):
+                    log.warning("%s: pcscd lost the card in '%s' while vpcd polls it; "
+                                "reconnecting", bridge.label, reader)
+                    bridge.drop(HEAL_PAUSE)
+                    self._wait_for_next(connection)
+                    break
+
+    def _wait_for_next(self, connection: int) -> None:
+        while self.bridge.connection_id == connection and not self.stop.wait(0.05):
+            pass
 
 
 class _Tracer:
@@ -313,28 +418,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"control service on {control.url} (token in {control.token_file}); "
               "dashboard: `jpki-sim ctl url`", file=sys.stderr, flush=True)
 
-    def on_attached(bridge: vpcd.VpcdBridge) -> None:
-        # called from the bridge thread before it answers vpcd: never block it
-        def announce() -> None:
-            card = bridge.card
-            index = card.index if isinstance(card, ServedCard) else None
-            extra = (f" (control {control_info['control']}, token file "
-                     f"{control_info['token_file']})" if control_info else "")
-            if host not in LOCAL_HOSTS:
-                # the reader is another machine's: this one's pcscd cannot name it
-                _emit(args, f"card {bridge.label} ready in reader of vpcd {bridge.address} "
-                      f"(named by that machine's pcscd){extra}", event="ready",
-                      card=bridge.label, reader=None, vpcd=bridge.address, index=index,
-                      **control_info)
-                return
-            reader = _reader_name(bridge.port, 5.0)
-            if isinstance(card, ServedCard):
-                card.reader = reader
-            _emit(args, f"card {bridge.label} ready in reader '{reader}'{extra}",
-                  event="ready", card=bridge.label, reader=reader, vpcd=bridge.address,
-                  index=index, **control_info)
+    announced: set[tuple[int, int]] = set()
 
-        threading.Thread(target=announce, daemon=True).start()
+    def announce(bridge: vpcd.VpcdBridge, connection: int, reader: str | None,
+                 unconfirmed: str | None = None) -> None:
+        """The ready line, once per connection to vpcd (PresenceWatch calls it)."""
+        if (bridge.port, connection) in announced:
+            return
+        announced.add((bridge.port, connection))
+        card = bridge.card
+        index = card.index if isinstance(card, ServedCard) else None
+        extra = (f" (control {control_info['control']}, token file "
+                 f"{control_info['token_file']})" if control_info else "")
+        if reader is None:
+            # the reader is another machine's: this one's pcscd cannot name it
+            _emit(args, f"card {bridge.label} ready in reader of vpcd {bridge.address} "
+                  f"(named by that machine's pcscd){extra}", event="ready",
+                  card=bridge.label, reader=None, vpcd=bridge.address, index=index,
+                  confirmed=False, **control_info)
+            return
+        if isinstance(card, ServedCard):
+            card.reader = reader
+        note = f" (not confirmed with pcscd: {unconfirmed})" if unconfirmed else ""
+        _emit(args, f"card {bridge.label} ready in reader '{reader}'{note}{extra}",
+              event="ready", card=bridge.label, reader=reader, vpcd=bridge.address,
+              index=index, confirmed=unconfirmed is None, **control_info)
 
     def on_detached(bridge: vpcd.VpcdBridge) -> None:
         if stop.is_set():
@@ -357,7 +465,6 @@ def run(args: argparse.Namespace) -> int:
             power_trace=tracer.power if tracer else None,
             log_apdus=args.verbose >= 1,
             show_pins=args.show_pins,
-            on_attached=on_attached,
             on_detached=on_detached,
         )
         card.attach(bridge)
@@ -370,6 +477,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for bridge in bridges:
             bridge.start()
+            PresenceWatch(bridge, announce, stop, local=host in LOCAL_HOSTS).start()
         ports = f"{port}" if len(bridges) == 1 else f"{port}-{port + len(bridges) - 1}"
         print(f"serving {len(bridges)} card(s) to vpcd at {host}:{ports}; Ctrl-C stops",
               file=sys.stderr, flush=True)

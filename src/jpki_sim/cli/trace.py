@@ -86,5 +86,5 @@ def run_convert(args: argparse.Namespace) -> int:
     except OSError as exc:
         from jpki_sim.errors import UserError
 
-        raise UserError(f"{args.output}: {exc.strerror}") from None
+        raise UserError(f"{args.output}: {exc.strerror or exc}") from None
     return 0

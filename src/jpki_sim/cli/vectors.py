@@ -84,6 +84,8 @@ def configure(sub: Any) -> None:
     rec.add_argument("--preset", default="default", metavar="NAME",
                      help="the starting card the vector replays against (the vector's "
                           "\"profile\"; default: default)")
+    rec.add_argument("--keep-pins", action="store_true",
+                     help="keep PIN data the trace has in clear (default: every PIN masked)")
     rec.add_argument("--json", action="store_true", help="print what was masked as JSON")
     rec.set_defaults(func=record_vectors)
 
@@ -169,7 +171,10 @@ def run_vectors(args: argparse.Namespace) -> int:
     if args.junit:
         from pathlib import Path
 
-        Path(args.junit).write_text(runner.junit_xml(report), encoding="utf-8")
+        try:
+            Path(args.junit).write_text(runner.junit_xml(report), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--junit {args.junit}: {exc.strerror or exc}") from None
     if args.json:
         import json
 
@@ -260,7 +265,8 @@ def record_vectors(args: argparse.Namespace) -> int:
     if args.preset not in presets.names():
         raise UserError(f"no {profile.name} preset {args.preset!r}; presets: "
                         f"{', '.join(presets.names())}")
-    kw: dict[str, Any] = {"profile": args.preset, "card_profile": profile.name}
+    kw: dict[str, Any] = {"profile": args.preset, "card_profile": profile.name,
+                          "keep_pins": args.keep_pins}
     if args.vector_id:
         kw["vector_id"] = args.vector_id
     if args.purpose:

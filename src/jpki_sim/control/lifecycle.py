@@ -104,7 +104,8 @@ def status(served: ServedCard, clock: Clock) -> dict[str, Any]:
             cert["issuer"] = parsed.issuer.rfc4514_string()
             cert["not_before_at"] = parsed.not_valid_before_utc.isoformat()
             # the eligibility-only grace of health insurance follows the auth certificate
-            cert["grace_ends"] = (lifecycle.grace_ends(slot.expires).isoformat()
+            # (and never outlives the card: the status computed it so)
+            cert["grace_ends"] = (doc["health_insurance"]["grace_ends"]
                                   if which == "auth" else None)
     out.update({k: doc[k] for k in ("as_of", "holder", "card", "certificates", "renewal",
                                     "notice", "health_insurance", "revoked")})

@@ -156,6 +156,8 @@ class ServedCard:
     # ------------------------------------------------------------ the card and its store
 
     def _build(self) -> Any:
+        #: the store's loads the engine was built from (see _refresh)
+        self._built_loads = self.store.loads
         if self.atr_override is None:
             return self.profile.build(self.store)
         try:
@@ -207,17 +209,24 @@ class ServedCard:
         return self.store.path
 
     def _refresh(self) -> None:
-        """At power-on: pick up a card file another process rewrote (``jpki-sim card ...``)."""
+        """At power-on: the card as the card file has it (``jpki-sim card ...`` meanwhile).
+
+        The store reloads the file whenever another process changed it, also
+        inside any PIN transaction under the file's lock, so counters are always
+        the file's. The engine's files (certificates, keys, helper data) were
+        built from the state: after a reload since the engine was built, it is
+        rebuilt. Within a session the card keeps the files it was powered on with.
+        """
         store = self.store
-        if not store.changed_on_disk():
-            return
         try:
-            store.reload()
+            store.refresh()
         except CardFileError as exc:
             log.error("%s: changed on disk but cannot be read (%s); keeping the old state",
                       self.label, exc)
             return
-        log.info("%s: card file changed on disk; reloaded", self.label)
+        if store.loads == self._built_loads:
+            return
+        log.info("%s: card file changed on disk; card rebuilt from it", self.label)
         self.engine = self._build()
 
     # ------------------------------------------------------------ EmulatedCard (the bridge)

@@ -277,6 +277,5 @@ class ControlService:
         else:
             path = folder / f"card-{card.index}-{name}.json"
             store = CardStore(profile.state, state, path)
-            with store.transaction():
-                pass  # written, 0600, as every card file
+            store.commit()  # written (replacing any old file there), 0600, as every card file
         return store

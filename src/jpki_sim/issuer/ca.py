@@ -168,7 +168,7 @@ class Record:
 #: reasons this CA revokes for; the names are RFC 5280's CRLReason values
 REASONS = {
     "superseded": x509.ReasonFlags.superseded,  # renewed or re-issued at the counter
-    "affiliationChanged": x509.ReasonFlags.affiliation_changed,  # name or address changed
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,  # any of the four facts changed
     "keyCompromise": x509.ReasonFlags.key_compromise,
     "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,  # card returned
     "unspecified": x509.ReasonFlags.unspecified,
@@ -207,13 +207,24 @@ class TestCA:
         """Open the CA in ``directory`` (default: the user data dir), creating it if needed."""
         # absolute, since card files record it and are used from other directories
         folder = (Path(directory) if directory is not None else default_ca_dir()).absolute()
-        if folder.exists() and not folder.is_dir():
-            raise UserError(f"{folder}: CA directory is a file")
-        if not (folder / "ca.json").exists():
+        try:
+            if folder.exists() and not folder.is_dir():
+                raise UserError(f"{folder}: CA directory is a file")
+            complete = (folder / "ca.json").exists()
+        except OSError as exc:
+            raise UserError(f"{folder}: {exc.strerror or exc}") from None
+        if not complete:
             if not create:
-                raise UserError(f"{folder}: no test CA here (no ca.json)")
+                raise UserError(
+                    f"{folder}: no test CA here (no ca.json); create one with "
+                    f"`jpki-sim ca init{'' if directory is None else f' --ca {directory}'}`"
+                )
             try:
-                folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+                from jpki_sim.card.store import private_dir
+
+                if folder.parent == default_ca_dir().parent:
+                    private_dir(folder.parent)  # the user data folder
+                private_dir(folder)
                 with _locked(folder):
                     if not (folder / "ca.json").exists():
                         cls._create(folder, base_url)

@@ -14,19 +14,24 @@ import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki_sim.card.pins import RetryCounter
+from jpki_sim.card.pins import Attempt, RetryCounter
 from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import chip, lifecycle
 from jpki_sim.issuer.ca import TestCA
 from jpki_sim.issuer.certprofile import Which
 from jpki_sim.issuer.lifecycle import Clock
+
+# where a card stands: kept importable from here, as the counter's
+from jpki_sim.issuer.status import Due as Due
+from jpki_sim.issuer.status import is_revoked, renewal_due, revoked_serials
+from jpki_sim.issuer.status import status as status
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki import mynumber
 from jpki_sim.profiles.jpki.state import (
@@ -61,9 +66,9 @@ REASON_CARD_RETURNED = "cessationOfOperation"
 
 
 def default_identity() -> Identity:
-    """The seeds' fictional holder: 番号 花子, born 平成5年3月31日, female."""
+    """The seeds' fictional holder: 番号　花子, born 平成5年3月31日, female."""
     return Identity(
-        name="番号 花子",
+        name="番号　花子",
         birthdate=date(1993, 3, 31),
         sex="2",
         address=DEFAULT_ADDRESS,
@@ -113,22 +118,62 @@ def _pem(key: rsa.RSAPrivateKey) -> str:
 # ---------------------------------------------------------------- checking input
 
 
+#: the longest name and address the issuer takes (characters)
+MAX_NAME = 100
+MAX_ADDRESS = 200
+
+
+def check_name(name: str) -> str:
+    if not name.strip():
+        raise UserError("the holder's name is empty")
+    if len(name) > MAX_NAME:
+        raise UserError(f"a name has at most {MAX_NAME} characters")
+    _check_text(name, "name")
+    return name
+
+
+def check_address(address: str) -> str:
+    if not address.strip():
+        raise UserError("the holder's address is empty")
+    if len(address) > MAX_ADDRESS:
+        raise UserError(f"an address has at most {MAX_ADDRESS} characters")
+    _check_text(address, "address")
+    return address
+
+
+def _check_text(text: str, what: str) -> None:
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise UserError(f"the {what} is not valid UTF-8 text")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise UserError(f"the {what} holds a control character")
+
+
+def check_birthdate(born: date) -> date:
+    """A birth date with an era code: from the first day of Meiji (1868-10-23) on."""
+    if born < lifecycle.FIRST_ERA_DAY:
+        raise UserError(
+            f"birth date {born} is before the Meiji era ({lifecycle.FIRST_ERA_DAY}): "
+            "the card's data has no era code for it"
+        )
+    return born
+
+
+def check_sex(sex: str) -> str:
+    if sex not in SEX_CODES:
+        raise UserError(f"sex must be one of {', '.join(SEX_CODES)} (ISO 5218), got {sex!r}")
+    return sex
+
+
 def check_identity(identity: Identity) -> Identity:
     """Validate and normalise the holder's facts; bad input raises UserError."""
     try:
         number = mynumber.normalize(identity.my_number)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if identity.sex not in SEX_CODES:
-        raise UserError(
-            f"sex must be one of {', '.join(SEX_CODES)} (ISO 5218), got {identity.sex!r}"
-        )
-    if not identity.name.strip():
-        raise UserError("the holder's name is empty")
-    if not identity.address.strip():
-        raise UserError("the holder's address is empty")
-    if len(identity.address) > 200:
-        raise UserError("an address has at most 200 characters")
+    check_sex(identity.sex)
+    check_name(identity.name)
+    check_address(identity.address)
+    check_birthdate(identity.birthdate)
     identity.my_number = number
     return identity
 
@@ -193,6 +238,8 @@ def issue_card(
     municipality_name: str | None = None,
     atr: str | None = None,
     token_label: str | None = None,
+    card_in_window: bool = False,
+    cert_in_window: Mapping[str, bool] | None = None,
 ) -> CardState:
     """A new card from the test CA, with the lifecycle's dates.
 
@@ -200,7 +247,9 @@ def issue_card(
     practice of the seeds: a signature certificate from age 15. A PIN whose
     certificate is absent is never set (``value`` None). ``pins`` name holder
     secrets; the chip's facts (serial, municipality, variant) are :mod:`.chip`'s.
-    The card is returned, not saved: the caller decides where it lives.
+    The card is returned, not saved: the caller decides where it lives. ``card_in_window`` (the card
+    renews one inside its renewal window) and ``cert_in_window`` (per
+    certificate: it renews one inside its window) count one birthday more.
     """
     clock = clock or lifecycle.SystemClock()
     keys = keys or generate_key
@@ -214,7 +263,9 @@ def issue_card(
             "the years the test CA's roots cover"
         )
     try:
-        card_expires = lifecycle.card_expiry(identity.birthdate, day, identity.stay_until)
+        card_expires = lifecycle.card_expiry(
+            identity.birthdate, day, identity.stay_until, in_window=card_in_window
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if card_expires <= day:
@@ -229,10 +280,18 @@ def issue_card(
     town = chip.municipality(municipality, municipality_name)
     chip.check_variant(atr, token_label)
     authority = open_ca(ca)
-    cert_expires = lifecycle.certificate_expiry(identity.birthdate, day, card_expires)
+    windows = cert_in_window or {}
+    auth_expires = lifecycle.certificate_expiry(
+        identity.birthdate, day, card_expires, in_window=windows.get("auth", False)
+    )
+    sign_expires = lifecycle.certificate_expiry(
+        identity.birthdate, day, card_expires, in_window=windows.get("sign", False)
+    )
+    if with_auth:
+        sign_expires = min(sign_expires, auth_expires)  # never past the auth certificate's
 
-    auth = _new_slot(authority, "auth", identity, day, cert_expires, keys) if with_auth else None
-    sign = _new_slot(authority, "sign", identity, day, cert_expires, keys) if with_sign else None
+    auth = _new_slot(authority, "auth", identity, day, auth_expires, keys) if with_auth else None
+    sign = _new_slot(authority, "sign", identity, day, sign_expires, keys) if with_sign else None
     return CardState(
         identity=identity,
         issued=day,
@@ -264,161 +323,6 @@ def _new_slot(
     return KeySlot(_pem(key), der, serial, issued, expires)
 
 
-# ---------------------------------------------------------------- where a card stands
-
-
-def revoked_serials(state: CardState) -> set[int]:
-    return {int(h["serial"], 16) for h in state.history if isinstance(h, dict) and "serial" in h}
-
-
-def is_revoked(state: CardState, which: str) -> bool:
-    slot = state.slot(which)
-    return slot is not None and slot.serial in revoked_serials(state)
-
-
-@dataclass(frozen=True)
-class Due:
-    """Why a certificate may (or may not yet) be renewed at the counter on a day."""
-
-    which: str
-    due: bool
-    reason: str  # "renewal", "re-issue", "revoked", "not yet", "card's expiry"
-    opens: date | None
-
-
-def renewal_due(state: CardState, at: date) -> dict[str, Due]:
-    out: dict[str, Due] = {}
-    for which in ("auth", "sign"):
-        slot = state.slot(which)
-        if slot is None:
-            continue
-        opens = lifecycle.renewal_opens(slot.expires)
-        if is_revoked(state, which):
-            out[which] = Due(which, True, "revoked", None)
-        elif slot.expires >= state.expires:
-            # a new certificate could not outlive this one: the card must be renewed
-            out[which] = Due(which, False, "card's expiry", opens)
-        elif at > slot.expires:
-            out[which] = Due(which, True, "re-issue", opens)
-        elif at >= opens:
-            out[which] = Due(which, True, "renewal", opens)
-        else:
-            out[which] = Due(which, False, "not yet", opens)
-    return out
-
-
-def status(state: CardState, at: date) -> dict[str, Any]:
-    """Where the card stands on ``at``: the stable ``card status --json`` document."""
-    revoked = revoked_serials(state)
-    certs: dict[str, Any] = {}
-    for which in ("auth", "sign"):
-        slot = state.slot(which)
-        if slot is None:
-            certs[which] = {
-                "present": False,
-                "expires": None,
-                "expired": None,
-                "revoked": None,
-                "serial": None,
-                "not_before": None,
-                "renewal_opens": None,
-            }
-            continue
-        certs[which] = {
-            "present": True,
-            "serial": format(slot.serial, "x"),
-            "not_before": slot.not_before.isoformat(),
-            "expires": slot.expires.isoformat(),
-            "expires_at": lifecycle.expires_at(slot.expires).astimezone(timezone.utc).isoformat(),
-            "expired": lifecycle.is_expired(slot.expires, at),
-            "revoked": slot.serial in revoked,
-            "renewal_opens": lifecycle.renewal_opens(slot.expires).isoformat(),
-        }
-    cert_expiries = [s.expires for s in (state.auth, state.sign) if s is not None]
-    due = renewal_due(state, at)
-    card_opens = lifecycle.renewal_opens(state.expires)
-    if cert_expiries and any(d.reason != "card's expiry" for d in due.values()):
-        renewal_for = "certificates"
-        opens = lifecycle.renewal_opens(min(cert_expiries))
-    else:
-        renewal_for = "card"
-        opens = card_opens
-    if at > state.expires:
-        window = "card expired"
-    elif any(d.due for d in due.values()):
-        window = "open"
-    elif renewal_for == "card" and at >= card_opens:
-        window = "open"
-    else:
-        window = "not yet"
-    earliest = min([*cert_expiries, state.expires])
-    concerns = []
-    if cert_expiries and min(cert_expiries) == earliest:
-        concerns.append("certificates")
-    if state.expires == earliest:
-        concerns.append("card")
-    notice_for = " and ".join(concerns)
-    hi = lifecycle.health_insurance(
-        state.auth.expires if state.auth else None,
-        at,
-        revoked=state.auth is not None and state.auth.serial in revoked,
-    )
-    return {
-        "as_of": at.isoformat(),
-        "holder": {
-            "name": state.identity.name,
-            "birthdate": state.identity.birthdate.isoformat(),
-            "sex": state.identity.sex,
-            "address": state.identity.address,
-            "age": lifecycle.age_on(state.identity.birthdate, at)
-            if at >= state.identity.birthdate
-            else None,
-        },
-        "card": {
-            "issued": state.issued.isoformat(),
-            "expires": state.expires.isoformat(),
-            "expired": at > state.expires,
-            "renewal_opens": card_opens.isoformat(),
-            "application_id": state.application_id,
-            "stay_until": state.identity.stay_until.isoformat()
-            if state.identity.stay_until
-            else None,
-        },
-        "certificates": certs,
-        "chip": chip.status(state),
-        "renewal": {
-            "for": renewal_for,
-            "opens": opens.isoformat(),
-            "window": window,
-            "due": sorted(w for w, d in due.items() if d.due),
-        },
-        "notice": {
-            "from": lifecycle.notice_from(earliest).isoformat(),
-            "for": notice_for,
-            "expiry": earliest.isoformat(),
-        },
-        "health_insurance": {
-            "state": hi.state.value,
-            "expiring_soon_from": _iso(hi.expiring_soon_from),
-            "grace_ends": _iso(hi.grace_ends),
-        },
-        "pins": {
-            name: {
-                "set": pin.value is not None,
-                "tries_left": pin.tries_left if pin.value is not None else None,
-                "max_tries": pin.max_tries,
-                "blocked": pin.blocked,
-            }
-            for name, pin in state.pins.items()
-        },
-        "revoked": list(state.history),
-    }
-
-
-def _iso(d: date | None) -> str | None:
-    return d.isoformat() if d else None
-
-
 # ---------------------------------------------------------------- PINs at the counter
 
 
@@ -448,28 +352,35 @@ def verify_pin(store: CardStore[CardState], which: str, candidate: str) -> None:
     """Check a holder's PIN against the card as the counter terminal does.
 
     The try is spent and saved before the comparison, so nothing (a crash, a
-    kill) can give a free try; a match restores the counter. Raises
-    :class:`PinRefused` (with the tries left) on a blocked or wrong PIN.
+    kill) can give a free try; a match restores the counter. The counter is
+    the card file's, read under its lock. Raises :class:`PinRefused` (with the
+    tries left) on a blocked or wrong PIN.
     """
     check_pin(which, candidate)
     counter = pin_counter(store, which)
     label = jpki.PIN_POLICIES[which].label
-    if not counter.is_set:
-        raise UserError(f"the card has no {label} (its certificate is not carried)")
-    if not counter.usable:
+    with store.transaction():
+        if not counter.is_set:
+            raise UserError(f"the card has no {label} (its certificate is not carried)")
+        outcome = counter.attempt(candidate.encode())
+    if outcome is Attempt.UNUSABLE:
         raise PinRefused(which, label, 0, blocked_before=True)
-    if not counter.verify(candidate.encode()):
+    if outcome is Attempt.WRONG:
         raise PinRefused(which, label, counter.tries_left, blocked_before=False)
 
 
 def reset_pin(store: CardStore[CardState], which: str, new_pin: str) -> None:
-    """Set a forgotten or blocked PIN to ``new_pin`` (``juki``: both 001C keys), as the counter."""
+    """Set a forgotten or blocked PIN to ``new_pin`` (``juki``: both 001C keys), as the counter.
+
+    One transaction: every key of the secret is reset together under the card file's lock.
+    """
     keys = chip.reset_keys(which)
     check_pin(keys[0], new_pin)  # the keys of one secret share a policy
-    if which in ("auth", "sign") and store.state.slot(which) is None:
-        raise UserError(f"the card carries no {which} certificate, so it has no {which} PIN")
-    for key in keys:
-        pin_counter(store, key).reset(new_pin)
+    with store.transaction() as state:
+        if which in ("auth", "sign") and state.slot(which) is None:
+            raise UserError(f"the card carries no {which} certificate, so it has no {which} PIN")
+        for key in keys:
+            pin_counter(store, key).reset(new_pin)
 
 
 # ---------------------------------------------------------------- renewal and re-issue
@@ -487,6 +398,28 @@ class Renewal:
     kinds: dict[str, str] = field(default_factory=dict)
 
 
+def renewed_expiry(state: CardState, which: str, at: date, auth_expires: date | None) -> date:
+    """Last day of a certificate renewed (or re-issued) on ``at``.
+
+    The 5th birthday after ``at``; the 6th when the certificate it replaces is
+    in force and inside its renewal window (fewer than 3 months left); never
+    past the card's expiry, nor (a signature certificate) past the
+    authentication certificate's.
+    """
+    slot = state.slot(which)
+    in_window = (
+        slot is not None
+        and not is_revoked(state, which)
+        and lifecycle.in_renewal_window(slot.expires, at)
+    )
+    expiry = lifecycle.certificate_expiry(
+        state.identity.birthdate, at, state.expires, in_window=in_window
+    )
+    if which == "sign" and auth_expires is not None:
+        expiry = min(expiry, auth_expires)
+    return expiry
+
+
 def renew(
     store: CardStore,
     *,
@@ -500,61 +433,71 @@ def renew(
     Refused outside the renewal window with the day it opens. The holder's
     current PINs are needed for each certificate renewed (auth PIN, sign PIN),
     each costing a try on the card when wrong. New key pairs, new certificates
-    written to the card, then the old ones revoked at the CA.
+    written to the card, then the old ones revoked at the CA. The whole
+    operation holds the card file's lock.
     """
     clock = clock or lifecycle.SystemClock()
     keys = keys or generate_key
-    state = store.state
     at = clock.today()
-    if at > state.expires:
-        raise UserError(
-            f"the card itself expired on {state.expires}: a new card is needed "
-            "(card renew --new-card)"
-        )
-    due = renewal_due(state, at)
-    if not due:
-        raise UserError("the card carries no certificate to renew")
-    todo = [w for w, d in due.items() if d.due]
-    if not todo:
-        if all(d.reason == "card's expiry" for d in due.values()):
+    with store.transaction() as state:
+        if at > state.expires:
             raise UserError(
-                f"the certificates already run to the card's expiry ({state.expires}): "
-                f"renew the card itself from {lifecycle.renewal_opens(state.expires)} "
+                f"the card itself expired on {state.expires}: a new card is needed "
                 "(card renew --new-card)"
             )
-        opens = min(d.opens for d in due.values() if d.opens is not None)
-        raise UserError(f"renewal opens on {opens} (certificates expire on {_expiry_text(state)})")
-    for which in todo:
-        if which not in pins or not pins[which]:
-            raise UserError(f"the current {jpki.PIN_POLICIES[which].label} is needed to renew")
-        check_pin(which, pins[which])
-    authority = open_ca(ca, state)
-    for which in todo:
-        verify_pin(store, which, pins[which])
+        due = renewal_due(state, at)
+        if not due:
+            raise UserError("the card carries no certificate to renew")
+        todo = [w for w, d in due.items() if d.due]
+        if not todo:
+            if all(d.reason == "card's expiry" for d in due.values()):
+                raise UserError(
+                    f"the certificates already run to the card's expiry ({state.expires}): "
+                    f"renew the card itself from {lifecycle.renewal_opens(state.expires)} "
+                    "(card renew --new-card)"
+                )
+            opens = min(d.opens for d in due.values() if d.opens is not None)
+            raise UserError(
+                f"renewal opens on {opens} (certificates expire on {_expiry_text(state)})"
+            )
+        for which in todo:
+            if which not in pins or not pins[which]:
+                raise UserError(f"the current {jpki.PIN_POLICIES[which].label} is needed to renew")
+            check_pin(which, pins[which])
+        authority = open_ca(ca, state)
+        for which in todo:
+            verify_pin(store, which, pins[which])
 
-    result = Renewal(at)
-    expires = lifecycle.certificate_expiry(state.identity.birthdate, at, state.expires)
-    old: dict[str, KeySlot] = {}
-    for which in todo:
-        slot = state.slot(which)
-        assert slot is not None
-        old[which] = slot
-        result.kinds[which] = due[which].reason
-        result.renewed[which] = _new_slot(authority, which, state.identity, at, expires, keys)  # type: ignore[arg-type]
-    # the card first (what the counter writes), then the CA's revocations
-    state.auth = result.renewed.get("auth", state.auth)
-    state.sign = result.renewed.get("sign", state.sign)
-    state.auth_ca_der = authority.auth.cert_der
-    state.sign_ca_der = authority.sign.cert_der
-    state.ca_dir = str(authority.directory)
-    store.commit()
-    when = clock.now()
-    for which, slot in old.items():
-        result.replaced[which] = slot.serial
-        if slot.serial in revoked_serials(state) or lifecycle.is_expired(slot.expires, when):
-            continue  # already revoked, or expired: an expired certificate is not listed
-        _revoke(store, authority, which, slot, when, REASON_RENEWED)
-        result.revoked.append(slot.serial)
+        result = Renewal(at)
+        auth_expires = None
+        if "auth" in todo:
+            auth_expires = renewed_expiry(state, "auth", at, None)
+        elif state.auth is not None:
+            auth_expires = state.auth.expires
+        old: dict[str, KeySlot] = {}
+        for which in todo:
+            slot = state.slot(which)
+            assert slot is not None
+            old[which] = slot
+            result.kinds[which] = due[which].reason
+            expires = auth_expires if which == "auth" else renewed_expiry(
+                state, which, at, auth_expires)
+            assert expires is not None
+            result.renewed[which] = _new_slot(authority, which, state.identity, at, expires, keys)  # type: ignore[arg-type]
+        # the card first (what the counter writes), then the CA's revocations
+        state.auth = result.renewed.get("auth", state.auth)
+        state.sign = result.renewed.get("sign", state.sign)
+        state.auth_ca_der = authority.auth.cert_der
+        state.sign_ca_der = authority.sign.cert_der
+        state.ca_dir = str(authority.directory)
+        store.commit()
+        when = clock.now()
+        for which, slot in old.items():
+            result.replaced[which] = slot.serial
+            if slot.serial in revoked_serials(state) or lifecycle.is_expired(slot.expires, when):
+                continue  # already revoked, or expired: an expired certificate is not listed
+            _revoke(store, authority, which, slot, when, REASON_RENEWED)
+            result.revoked.append(slot.serial)
     return result
 
 
@@ -597,52 +540,66 @@ def renew_card(
     old card's certificates still in force are revoked (cessationOfOperation).
     A signature certificate comes with the new card if the old one had one, or
     else by the age rule. A foreign resident gives the new period of stay.
+    Renewed inside the window, the new card runs to the 11th birthday (6th for a
+    minor), and each certificate renewing one inside its own window to the 6th.
     Returns the revoked serials.
     """
     clock = clock or lifecycle.SystemClock()
-    state = store.state
     at = clock.today()
-    opens = lifecycle.renewal_opens(state.expires)
-    if at < opens:
-        raise UserError(f"card renewal opens on {opens} (the card expires on {state.expires})")
-    chosen = {n: p.value for n, p in state.pins.items() if p.value is not None}
-    chosen.update(pins or {})
-    authority = open_ca(ca, state)
-    town = state.info.municipality
-    identity = copy.deepcopy(state.identity)
-    if stay_until is not None:
-        identity.stay_until = stay_until
-    new = issue_card(
-        identity,
-        at,
-        pins=chosen,
-        with_auth=state.auth is not None,
-        with_sign=True if state.sign is not None else None,
-        ca=authority,
-        clock=clock,
-        keys=keys,
-        municipality=town.code,
-        municipality_name=town.name or town.code,
-        atr=state.info.atr,
-        token_label=state.info.token_label,
-    )
-    old = [(w, s) for w in ("auth", "sign") if (s := state.slot(w)) is not None]
-    history = list(state.history)
-    revoked_before = revoked_serials(state)
-    store.state = new
-    new.history = history
-    store.commit()
-    when = clock.now()
-    revoked = []
-    for which, slot in old:
-        if slot.serial in revoked_before or lifecycle.is_expired(slot.expires, when):
-            continue
-        _revoke(store, authority, which, slot, when, REASON_CARD_RETURNED)
-        revoked.append(slot.serial)
+    with store.transaction() as state:
+        opens = lifecycle.renewal_opens(state.expires)
+        if at < opens:
+            raise UserError(
+                f"card renewal opens on {opens} (the card expires on {state.expires})"
+            )
+        chosen = {n: p.value for n, p in state.pins.items() if p.value is not None}
+        chosen.update(pins or {})
+        authority = open_ca(ca, state)
+        town = state.info.municipality
+        identity = copy.deepcopy(state.identity)
+        if stay_until is not None:
+            identity.stay_until = stay_until
+        cert_in_window = {
+            w: s is not None and not is_revoked(state, w)
+            and lifecycle.in_renewal_window(s.expires, at)
+            for w in ("auth", "sign") if (s := state.slot(w)) is not None
+        }
+        new = issue_card(
+            identity,
+            at,
+            pins=chosen,
+            with_auth=state.auth is not None,
+            with_sign=True if state.sign is not None else None,
+            ca=authority,
+            clock=clock,
+            keys=keys,
+            municipality=town.code,
+            municipality_name=town.name or town.code,
+            atr=state.info.atr,
+            token_label=state.info.token_label,
+            card_in_window=lifecycle.in_renewal_window(state.expires, at),
+            cert_in_window=cert_in_window,
+        )
+        old = [(w, s) for w in ("auth", "sign") if (s := state.slot(w)) is not None]
+        history = list(state.history)
+        revoked_before = revoked_serials(state)
+        store.state = new
+        new.history = history
+        store.commit()
+        when = clock.now()
+        revoked = []
+        for which, slot in old:
+            if slot.serial in revoked_before or lifecycle.is_expired(slot.expires, when):
+                continue
+            _revoke(store, authority, which, slot, when, REASON_CARD_RETURNED)
+            revoked.append(slot.serial)
     return revoked
 
 
 # ---------------------------------------------------------------- changes of the holder's facts
+
+#: the four basic facts (基本4情報) a signature certificate carries
+FACTS = ("name", "address", "birthdate", "sex")
 
 
 def change_facts(
@@ -650,43 +607,55 @@ def change_facts(
     *,
     name: str | None = None,
     address: str | None = None,
+    birthdate: date | None = None,
+    sex: str | None = None,
     ca: TestCA | str | os.PathLike[str] | None = None,
     clock: Clock | None = None,
 ) -> int | None:
-    """Record a move or a new name: the helper data changes, the sign certificate is revoked.
+    """Record a change of any of the four facts: helper data updated, sign certificate revoked.
 
-    The signature certificate carries the four facts, so it is revoked
-    (reason affiliationChanged); the user-authentication certificate carries
-    none and stays valid. Returns the revoked serial, if any. The revoked
-    certificate stays on the chip until a new one is issued (``renew``).
+    A move, a new name, a corrected birth date or a change of sex: the
+    signature certificate carries all four facts, so it is revoked (reason
+    affiliationChanged); the user-authentication certificate carries none and
+    stays valid. Returns the revoked serial, if any. The revoked certificate
+    stays on the chip until a new one is issued (``renew``).
     """
     clock = clock or lifecycle.SystemClock()
-    state = store.state
-    if name is None and address is None:
-        raise UserError("nothing to change: give a new name or address")
-    if clock.today() > state.expires:
-        raise UserError(f"the card expired on {state.expires}")
-    if name is not None and not name.strip():
-        raise UserError("the holder's name is empty")
-    if address is not None:
-        if not address.strip():
-            raise UserError("the holder's address is empty")
-        if len(address) > 200:
-            raise UserError("an address has at most 200 characters")
-    slot = state.sign
-    in_force = not (
-        slot is None or is_revoked(state, "sign") or lifecycle.is_expired(slot.expires, clock.now())
-    )
-    # find the issuing CA before changing anything, so a wrong CA leaves the card as it was
-    authority = open_ca(ca, state) if in_force else None
+    if name is None and address is None and birthdate is None and sex is None:
+        raise UserError("nothing to change: give a new name, address, birth date or sex")
     if name is not None:
-        state.identity.name = name
+        check_name(name)
     if address is not None:
-        state.identity.address = address
-    store.commit()
-    if authority is None or slot is None:
-        return None
-    _revoke(store, authority, "sign", slot, clock.now(), REASON_FACTS_CHANGED)
+        check_address(address)
+    if sex is not None:
+        check_sex(sex)
+    if birthdate is not None:
+        check_birthdate(birthdate)
+    with store.transaction() as state:
+        if clock.today() > state.expires:
+            raise UserError(f"the card expired on {state.expires}")
+        if birthdate is not None and birthdate > state.issued:
+            raise UserError(f"birth date {birthdate} is after the card's issue date {state.issued}")
+        slot = state.sign
+        in_force = not (
+            slot is None or is_revoked(state, "sign")
+            or lifecycle.is_expired(slot.expires, clock.now())
+        )
+        # find the issuing CA before changing anything, so a wrong CA leaves the card as it was
+        authority = open_ca(ca, state) if in_force else None
+        ident = state.identity
+        if name is not None:
+            ident.name = name
+        if address is not None:
+            ident.address = address
+        if birthdate is not None:
+            ident.birthdate = birthdate
+        if sex is not None:
+            ident.sex = sex
+        store.commit()
+        if authority is None or slot is None:
+            return None
+        _revoke(store, authority, "sign", slot, clock.now(), REASON_FACTS_CHANGED)
     return slot.serial
 
 
@@ -696,3 +665,11 @@ def change_address(store: CardStore, address: str, **kw: Any) -> int | None:
 
 def change_name(store: CardStore, name: str, **kw: Any) -> int | None:
     return change_facts(store, name=name, **kw)
+
+
+def change_birthdate(store: CardStore, birthdate: date, **kw: Any) -> int | None:
+    return change_facts(store, birthdate=birthdate, **kw)
+
+
+def change_sex(store: CardStore, sex: str, **kw: Any) -> int | None:
+    return change_facts(store, sex=sex, **kw)

@@ -38,7 +38,9 @@ def open_default_card(
     chosen = registry.get(profile)
     target = path or default_card_path(chosen.name)
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from jpki_sim.card.store import private_dir
+
+        private_dir(target.parent)
         provision = chosen.hook("provision")
         state = provision(clock=clock, keys=keys)
         store: CardStore[Any] = CardStore(chosen.state, state, target)

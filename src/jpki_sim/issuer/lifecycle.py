@@ -13,8 +13,11 @@ leaflets) or, where the sources are silent, the choice this project made:
 - "three months before" a day that the target month lacks is that month's last day;
 - a date of expiry is valid to its very end: 23:59:59 Japan time (14:59:59Z);
 - renewal opens on the day after the date three months before expiry;
+- renewed inside that window (fewer than three months left), a certificate runs
+  to the 6th birthday after the renewal day and a card to the 11th (the 6th for a
+  holder under 18), so renewing on time never costs the holder a year;
 - the health-insurance grace after a certificate's expiry runs to the end of the
-  third month after the month of expiry.
+  third month after the month of expiry, and never past the card's own expiry.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from typing import Protocol
 # the one era table lives with the card-face codes (照合番号B needs it too)
 from jpki_sim.profiles.jpki.codes import ERAS, era_of  # noqa: F401  (re-exported)
 
+#: the first day an era code exists for (明治, from the day the era was proclaimed):
+#: the earliest birth date a card takes
+FIRST_ERA_DAY = ERAS[-1][1]
+
 #: Japan Standard Time; Japan has no daylight saving time
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -38,6 +45,9 @@ CARD_YEARS = 10
 #: ... or the 5th birthday for a holder younger than this at issue
 CARD_YEARS_MINOR = 5
 MINOR_UNTIL_AGE = 18
+#: a renewal inside the window (fewer than 3 months left) counts one birthday more:
+#: certificates to the 6th, cards to the 11th (a minor's to the 6th)
+IN_WINDOW_EXTRA_YEARS = 1
 #: renewal opens (and the expiry notices start) this many months before expiry
 RENEWAL_MONTHS = 3
 #: the health-insurance grace after expiry, counted from the end of the expiry month
@@ -151,28 +161,45 @@ def age_on(born: date, day: date) -> int:
 # ---------------------------------------------------------------- validity
 
 
-def certificate_expiry(born: date, issued: date, card_expires: date | None = None) -> date:
+def certificate_expiry(
+    born: date, issued: date, card_expires: date | None = None, *, in_window: bool = False
+) -> date:
     """Last valid day of a JPKI certificate issued on ``issued``.
 
-    The 5th birthday after issue, whatever the holder's age, but never after
-    the card's own expiry.
+    The 5th birthday after issue, whatever the holder's age; the 6th when it
+    renews a certificate inside its renewal window (``in_window``); never
+    after the card's own expiry.
     """
-    expiry = nth_birthday_after(born, issued, CERT_YEARS)
+    years = CERT_YEARS + (IN_WINDOW_EXTRA_YEARS if in_window else 0)
+    expiry = nth_birthday_after(born, issued, years)
     if card_expires is not None and card_expires < expiry:
         return card_expires
     return expiry
 
 
-def card_expiry(born: date, issued: date, stay_until: date | None = None) -> date:
+def in_renewal_window(expiry: date, day: date) -> bool:
+    """True when ``day`` is inside the renewal window of something expiring on ``expiry``.
+
+    That is, fewer than three months are left (有効期間が満了する日までの期間が
+    3月未満): from the day renewal opens through the day of expiry.
+    """
+    return renewal_opens(expiry) <= day <= expiry
+
+
+def card_expiry(
+    born: date, issued: date, stay_until: date | None = None, *, in_window: bool = False
+) -> date:
     """Last valid day of a card issued on ``issued``.
 
     The 10th birthday after issue; the 5th for a holder under 18 on the issue
-    day; for a foreign resident with a fixed period of stay, the end of that
-    period when it comes first.
+    day; one birthday more (11th, 6th) for a card that renews one inside its
+    renewal window (``in_window``); for a foreign resident with a fixed period
+    of stay, the end of that period when it comes first.
     """
     if issued < born:
         raise ValueError("a card cannot be issued before its holder is born")
     years = CARD_YEARS_MINOR if age_on(born, issued) < MINOR_UNTIL_AGE else CARD_YEARS
+    years += IN_WINDOW_EXTRA_YEARS if in_window else 0
     expiry = nth_birthday_after(born, issued, years)
     if stay_until is not None:
         if stay_until < issued:
@@ -245,6 +272,7 @@ def renewal_window(expiry: date, at: date) -> Window:
 class HealthInsurance(str, Enum):
     """What a clinic's face-recognition reader does with the card (seed 001)."""
 
+    NOT_YET_VALID = "not_yet_valid"  # a date before the certificate was issued
     VALID = "valid"
     EXPIRING_SOON = "expiring_soon"  # "expires within 3 months" notice; everything works
     ELIGIBILITY_ONLY = "eligibility_only"  # expired: eligibility only, no medical history
@@ -276,17 +304,29 @@ class HealthInsuranceStatus:
 
 
 def health_insurance(
-    auth_expiry: date | None, at: date, *, revoked: bool = False
+    auth_expiry: date | None,
+    at: date,
+    *,
+    revoked: bool = False,
+    card_expires: date | None = None,
+    valid_from: date | None = None,
 ) -> HealthInsuranceStatus:
     """The health-insurance state on ``at``, given the auth certificate's expiry.
 
     A card without a user-authentication certificate, or with a revoked one,
-    cannot be used as a health-insurance card at all: ``void``.
+    cannot be used as a health-insurance card at all: ``void``. The
+    eligibility-only grace never outlives the card (``card_expires``): an
+    expired card is void. Before ``valid_from`` (the certificate's first day)
+    the state is ``not_yet_valid``.
     """
     if auth_expiry is None or revoked:
         return HealthInsuranceStatus(HealthInsurance.VOID, auth_expiry, None, None)
     soon = renewal_opens(auth_expiry)
     grace = grace_ends(auth_expiry)
+    if card_expires is not None:
+        grace = min(grace, max(card_expires, auth_expiry))
+    if valid_from is not None and at < valid_from:
+        return HealthInsuranceStatus(HealthInsurance.NOT_YET_VALID, auth_expiry, soon, grace)
     if at < soon:
         state = HealthInsurance.VALID
     elif at <= auth_expiry:
@@ -296,4 +336,3 @@ def health_insurance(
     else:
         state = HealthInsurance.VOID
     return HealthInsuranceStatus(state, auth_expiry, soon, grace)
-

@@ -102,7 +102,7 @@ PRESETS: dict[str, Preset] = {
             reference_date=date(2026, 4, 1),
             birthdate=date(2014, 6, 15),
             with_sign=None,  # the issuer's rule: no signature certificate under 15
-            name_on_card="番号 太郎",
+            name_on_card="番号　太郎",
         ),
         Preset(
             "expired",

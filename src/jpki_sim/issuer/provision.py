@@ -9,5 +9,5 @@ from jpki_sim.profiles.jpki.state import CardState
 
 
 def provision(*, clock: Any = None, keys: Any = None, **options: Any) -> CardState:
-    """A card for the seeds' holder (番号 花子) from the default test CA, issued today."""
+    """A card for the seeds' holder (番号　花子) from the default test CA, issued today."""
     return issue_card(default_identity(), clock=clock, keys=keys, **options)

@@ -37,17 +37,17 @@ def revoke_certificate(
     if reason not in REASONS:
         raise UserError(f"unknown revocation reason {reason!r} (one of {', '.join(REASONS)})")
     clock = clock or lifecycle.SystemClock()
-    state = store.state
-    slot = state.slot(which)
-    if slot is None:
-        raise UserError(f"the card carries no {which} certificate")
-    if slot.serial in revoked_serials(state):
-        raise UserError(f"the {which} certificate ({slot.serial:x}) is revoked already")
-    authority = open_ca(ca, state)
-    rec = authority.revoke(slot.serial, at=clock.now(), reason=reason)
-    assert rec.revoked_at is not None
-    with store.transaction() as st:
-        st.history.append(
+    # one transaction: the certificate revoked is the one the card file holds now
+    with store.transaction() as state:
+        slot = state.slot(which)
+        if slot is None:
+            raise UserError(f"the card carries no {which} certificate")
+        if slot.serial in revoked_serials(state):
+            raise UserError(f"the {which} certificate ({slot.serial:x}) is revoked already")
+        authority = open_ca(ca, state)
+        rec = authority.revoke(slot.serial, at=clock.now(), reason=reason)
+        assert rec.revoked_at is not None
+        state.history.append(
             {
                 "which": which,
                 "serial": format(slot.serial, "x"),

@@ -129,10 +129,9 @@ def get(name: str | None = None) -> Profile:
 
 def open_store(path: str | os.PathLike[str]) -> card_store.CardStore[Any]:
     """The card file at ``path`` with the state schema of the profile it names."""
-    doc = card_store.read_document(path)
-    profile = get(card_store.check_envelope(doc))
-    state = card_store.decode(profile.state, doc, str(path))
-    return card_store.CardStore(profile.state, state, path)
+    loaded = card_store.read_file(path)
+    profile = get(card_store.check_envelope(loaded.doc))
+    return card_store.CardStore.from_loaded(profile.state, loaded)
 
 
 def profile_of(store: card_store.CardStore[Any]) -> Profile:

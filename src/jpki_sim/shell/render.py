@@ -136,7 +136,8 @@ def _tlv_lines(node: Any, depth: int) -> list[str]:
     text = ""
     try:
         decoded = value.decode("utf-8")
-        if decoded and decoded.isprintable():
+        # the ideographic space U+3000 between family and given name is text too
+        if decoded and decoded.replace("\u3000", " ").isprintable():
             text = f'  "{decoded}"'
     except UnicodeDecodeError:
         pass

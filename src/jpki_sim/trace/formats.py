@@ -406,6 +406,8 @@ def load(path: str | os.PathLike[str], fmt: str | None = None) -> Trace:
         raise TraceError(f"{p}: is a directory") from None
     except UnicodeDecodeError:
         raise TraceError(f"{p}: not UTF-8 text") from None
+    except OSError as exc:
+        raise TraceError(f"{p}: {exc.strerror or exc}") from None
     try:
         return loads(text, fmt)
     except TraceError as exc:
@@ -425,7 +427,10 @@ def write(trace: Trace, path: str | os.PathLike[str], fmt: str) -> None:
 
         sys.stdout.write(text)
         return
-    Path(path).write_text(text, encoding="utf-8")
+    from jpki_sim.card.store import open_private
+
+    with open_private(path, "w") as f:  # owner-only, as every trace
+        f.write(text)
 
 
 def iter_jsonl(stream: Iterable[str]) -> Iterable[Event]:

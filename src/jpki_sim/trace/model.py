@@ -57,21 +57,37 @@ PIN_COMMANDS = {
     (0x00, 0x2C),  # RESET RETRY COUNTER
     (0x80, 0x32),  # JICSAP CHANGE KEY (住基AP / 共通AP)
 }
+#: instructions whose data is masked under any class byte: VERIFY, CHANGE REFERENCE
+#: DATA and RESET RETRY COUNTER, in their even and odd (BER-TLV data) forms. A
+#: PIN sent with a wrong class is still a PIN, whatever the card answers.
+SECRET_INS = frozenset((0x20, 0x21, 0x24, 0x25, 0x2C, 0x2D))
+#: ... and, under a proprietary class, JICSAP CHANGE KEY
+SECRET_PROPRIETARY_INS = frozenset((0x32,))
 
-FORMATS = ("jsonl", "gp", "scriptor", "scriptor-input")
 
+def carries_secret(command: bytes) -> bool:
+    """True when the data of ``command`` may be a secret (masked in traces, logs, history).
 
-def is_secret_command(command: bytes) -> bool:
-    """True when the data of ``command`` carry a secret: a PIN command, or an
-    instruction a card profile marks secret (``Profile.secret_instructions``)."""
-    if len(command) <= 5:
+    The ISO PIN instructions under any class byte, even and odd; JICSAP CHANGE KEY
+    under a proprietary class; and any instruction a card profile marks secret
+    (``Profile.secret_instructions``).
+    """
+    if len(command) < 2:
         return False
-    key = (command[0] & 0x80, command[1])
-    if key in PIN_COMMANDS:
+    ins = command[1]
+    if ins in SECRET_INS or (command[0] & 0x80 and ins in SECRET_PROPRIETARY_INS):
         return True
     from jpki_sim.profiles.registry import secret_instructions
 
-    return (key[0] << 8 | key[1]) in secret_instructions()
+    return ((command[0] & 0x80) << 8 | ins) in secret_instructions()
+
+
+def is_secret_command(command: bytes) -> bool:
+    """True when ``command`` has data and :func:`carries_secret` says they may be a secret."""
+    return len(command) > 5 and carries_secret(command)
+
+
+FORMATS = ("jsonl", "gp", "scriptor", "scriptor-input")
 
 
 class TraceError(UserError):

@@ -19,8 +19,10 @@ from jpki_sim.trace.model import (
 def redact_command(command: bytes) -> tuple[bytes, bool]:
     """The command with any PIN data replaced by ``2A`` bytes, and whether it was.
 
-    Works on malformed commands too: when Lc does not fit, everything after
-    the header is treated as PIN data, so nothing leaks through a bad length.
+    Every command :func:`~jpki_sim.trace.model.is_secret_command` names is masked,
+    whatever its class byte. Works on malformed commands too: when Lc does
+    not fit, everything after the header is treated as PIN data, so nothing
+    leaks through a bad length.
     """
     if not is_secret_command(command):
         return command, False

@@ -43,7 +43,10 @@ class TraceWriter:
         created: str | None = None,
     ) -> None:
         if isinstance(target, (str, os.PathLike)):
-            self._stream: IO[str] = open(target, "w", encoding="utf-8")  # noqa: SIM115
+            from jpki_sim.card.store import open_private
+
+            # owner-only: a trace holds the holder's data, and PINs with keep_pins
+            self._stream: IO[str] = open_private(target, "w")
             self._owned = True
         else:
             self._stream = target

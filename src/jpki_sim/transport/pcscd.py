@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -138,6 +138,88 @@ def running_pid() -> int | None:
 
 def is_root() -> bool:
     return os.geteuid() == 0
+
+
+def _process_name(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def stale_socket() -> str | None:
+    """Why pcscd's socket file is there although nothing answers on it, or None.
+
+    A pcscd killed with SIGKILL leaves ``pcscd.comm`` and ``pcscd.pid``. A new
+    pcscd copes when the pid is dead, but refuses to start ("Another pcscd
+    seems to be running") when the pid has been reused by another process.
+    """
+    path = Path(socket_path())
+    if not path.exists() or is_running():
+        return None
+    pid_text = ""
+    try:
+        pid_text = Path(PID_PATH).read_text().split()[0]
+    except (OSError, IndexError):
+        pass
+    if pid_text.isdigit():
+        pid = int(pid_text)
+        name = _process_name(pid)
+        if name == "pcscd":
+            return f"pcscd (pid {pid}) runs but does not answer on {path}"
+        if name is not None:
+            return f"{path} is left from a killed pcscd; its pid {pid} is now {name!r}"
+    return f"{path} is left from a killed pcscd"
+
+
+def clear_stale_socket() -> str | None:
+    """Remove a killed pcscd's socket and pid file so a new pcscd can start.
+
+    Returns what was done (for the user), None when nothing was stale. Raises
+    PcscdError when a pcscd process is alive but does not answer (it must be
+    stopped by hand) or the files cannot be removed.
+    """
+    why = stale_socket()
+    if why is None:
+        return None
+    if why.startswith("pcscd (pid"):
+        raise PcscdError(f"{why}: stop it (kill it) and start again")
+    for leftover in (socket_path(), PID_PATH):
+        try:
+            os.unlink(leftover)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise PcscdError(f"{why}, and it cannot be removed ({exc.strerror})") from None
+    return f"{why}: removed it"
+
+
+#: prctl's option: the signal a process gets when its parent dies (Linux)
+PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> Callable[[], None] | None:
+    """What a child runs before exec to get SIGTERM when the process that started it dies.
+
+    So a pcscd that ``jpki-sim serve`` started never outlives it, even after a
+    ``kill -9`` of serve (prctl PR_SET_PDEATHSIG, which survives exec). The
+    function is looked up here, in the parent: the child only calls it.
+    """
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None  # not Linux: the pcscd we start only stops with a clean stop
+    parent = os.getpid()
+    term = int(signal.SIGTERM)
+
+    def setup() -> None:
+        prctl(PR_SET_PDEATHSIG, term, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return setup
 
 
 # ---------------------------------------------------------------- vpcd readers
@@ -262,6 +344,8 @@ class Pcscd:
         self.log_path = Path(log_path) if log_path is not None else None
         self.config_dir = config_dir
         self.process: subprocess.Popen[bytes] | None = None
+        #: what start() did about a stale socket, if anything
+        self.cleared: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -277,12 +361,19 @@ class Pcscd:
             cmd += ["--config", str(self.config_dir)]
         return cmd
 
-    def start(self, timeout: float = 10.0) -> Pcscd:
-        """Start pcscd and wait until its socket answers."""
+    def start(self, timeout: float = 10.0, *, with_parent: bool = True) -> Pcscd:
+        """Start pcscd and wait until its socket answers.
+
+        ``with_parent``: pcscd gets SIGTERM when this process dies, however it
+        dies. A socket left by a killed pcscd is removed first
+        (:func:`clear_stale_socket`); :attr:`cleared` says so.
+        """
         if is_running():
             raise PcscdError("pcscd is already running; use it instead of starting another")
+        self.cleared = clear_stale_socket()
         cmd = self.command()
         out = open(self.log_path, "wb") if self.log_path is not None else subprocess.DEVNULL
+        prepare = _child_setup() if with_parent else None
         try:
             self.process = subprocess.Popen(
                 cmd,
@@ -290,6 +381,7 @@ class Pcscd:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C in our terminal goes to us; we stop it
+                preexec_fn=prepare,  # noqa: PLW1509
             )
         finally:
             if out is not subprocess.DEVNULL:

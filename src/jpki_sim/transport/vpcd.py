@@ -125,6 +125,17 @@ def redact_pin(apdu: bytes) -> str:
     return apdu.hex().upper()
 
 
+def _reason(exc: BaseException) -> str:
+    """What a log line says of an error: its type, and for OS errors the reason.
+
+    Never the message of an arbitrary exception, nor a traceback: either could
+    quote the data of the command being handled.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
+
+
 def describe_response(resp: bytes, limit: int = 48) -> str:
     if len(resp) <= 2:
         return resp.hex().upper()
@@ -178,6 +189,9 @@ class VpcdBridge:
         #: set while the card is in the reader; :meth:`remove` clears it, :meth:`insert` sets it
         self.inserted = threading.Event()
         self.inserted.set()
+        #: counts connections to vpcd (a watcher tells one attachment from the next)
+        self.connection_id = 0
+        self._reconnect_after: float | None = None
         self._stop = threading.Event()
         #: wakes the connect loop (insert, stop)
         self._wake = threading.Event()
@@ -236,6 +250,21 @@ class VpcdBridge:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
+    def drop(self, reconnect_after: float = 0.5) -> None:
+        """Close the connection to vpcd now and connect again after ``reconnect_after`` s.
+
+        vpcd then sees the card leave at its next poll and come back at a later
+        one, so pcscd registers a removal and an insertion: what heals a reader
+        whose state pcscd got wrong (see :mod:`jpki_sim.cli.serve`).
+        """
+        self._reconnect_after = reconnect_after
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
@@ -278,6 +307,8 @@ class VpcdBridge:
                 delay = BACKOFF_FIRST
             if not self.reconnect or self._stop.is_set():
                 break
+            if self._reconnect_after is not None:
+                delay, self._reconnect_after = self._reconnect_after, None
             if self.inserted.is_set():
                 self._wake.wait(delay)
                 self._wake.clear()
@@ -288,6 +319,7 @@ class VpcdBridge:
     def serve_connection(self, sock: socket.socket) -> bool:
         """Answer vpcd on a connected socket until it closes; True if vpcd spoke at all."""
         self._sock = sock
+        self.connection_id += 1
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         got_message = False
         try:
@@ -307,8 +339,8 @@ class VpcdBridge:
             # the reader lost the card: volatile state (verified PINs, current DF) goes too
             try:
                 self.card.power_off()
-            except Exception:  # the card must not take the bridge down
-                log.exception("%s: power off failed", self.label)
+            except Exception as exc:  # the card must not take the bridge down
+                log.error("%s: power off failed (%s)", self.label, _reason(exc))
             if was_attached:
                 if self._stop.is_set():
                     pass
@@ -401,8 +433,10 @@ class VpcdBridge:
             resp = card.process(message)
         except DropConnection:
             raise
-        except Exception:  # process() must not raise; if it does, keep the reader alive
-            log.exception("%s: card raised on %s", self.label, redact_pin(message))
+        except Exception as exc:  # process() must not raise; if it does, keep the reader alive
+            # no traceback and no message: either could carry the command's data (a PIN)
+            log.error("%s: card raised %s on %s", self.label, type(exc).__name__,
+                      redact_pin(message))
             resp = SW_NO_PRECISE_DIAGNOSIS
         elapsed = time.perf_counter() - t0 if timing else 0.0
         if not resp or len(resp) < 2 or len(resp) > MAX_MESSAGE:
@@ -421,8 +455,9 @@ class VpcdBridge:
         if self.trace is not None:
             try:
                 self.trace(message, resp, elapsed)
-            except Exception:
-                log.exception("%s: trace hook failed; tracing switched off", self.label)
+            except Exception as exc:
+                log.error("%s: trace hook failed (%s); tracing switched off", self.label,
+                          _reason(exc))
                 self.trace = None
         n = len(resp)
         return bytes(((n >> 8) & 0xFF, n & 0xFF)) + resp
@@ -448,15 +483,17 @@ class VpcdBridge:
             else:
                 log.warning("%s: unknown vpcd control code %02X ignored", self.label, code)
                 return None
-        except Exception:
-            log.exception("%s: %s failed", self.label, CONTROL_NAMES.get(code, code))
+        except Exception as exc:
+            log.error("%s: %s failed (%s)", self.label, CONTROL_NAMES.get(code, code),
+                      _reason(exc))
         if self.log_apdus:
             log.debug("%s: %s", self.label, CONTROL_NAMES[code])
         if self.power_trace is not None:
             try:
                 self.power_trace(code, self.card.atr)
-            except Exception:
-                log.exception("%s: trace hook failed; tracing switched off", self.label)
+            except Exception as exc:
+                log.error("%s: trace hook failed (%s); tracing switched off", self.label,
+                          _reason(exc))
                 self.power_trace = None
         return None
 

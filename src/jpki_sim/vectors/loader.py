@@ -75,12 +75,15 @@ def vector_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """The ``*.jsonl`` files named, or found in the folders named, sorted per folder."""
     found: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found += sorted(p.glob("*.jsonl"))
-        elif p.is_file():
-            found.append(p)
-        else:
-            raise VectorError(f"{p}: no such file or folder")
+        try:
+            if p.is_dir():
+                found += sorted(p.glob("*.jsonl"))
+            elif p.is_file():
+                found.append(p)
+            else:
+                raise VectorError(f"{p}: no such file or folder")
+        except OSError as exc:
+            raise VectorError(f"{p}: {exc.strerror or exc}") from None
     return found
 
 
@@ -105,8 +108,10 @@ def load_file(path: str | os.PathLike[str]) -> VectorFile:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VectorError(f"{p}: cannot read ({exc})") from None
+    except OSError as exc:
+        raise VectorError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise VectorError(f"{p}: cannot read (not UTF-8 text)") from None
     try:
         return loads(text, p)
     except VectorError as exc:

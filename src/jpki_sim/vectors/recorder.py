@@ -10,7 +10,10 @@ instead of compared byte for byte:
 - token info (its serial is the card's application ID): ``len:N`` and the label;
 - helper EFs (the holder's data): ``my-number`` / ``basic-info`` on whole reads;
 - PIN data (redacted in traces, and a card's own secret): ``{pin:NAME}`` when
-  the card accepted it, ``{wrong-pin:NAME}`` when it did not.
+  the card accepted it, ``{wrong-pin:NAME}`` when it did not; whatever the
+  answer, the data of every VERIFY, CHANGE REFERENCE DATA and RESET RETRY
+  COUNTER (any class, any length, malformed or not) is masked with ``2A``
+  bytes unless ``keep_pins`` is asked for.
 
 Everything else (status words, EF 0008, ATRs, GET DATA) is kept exact.
 """
@@ -26,6 +29,7 @@ from typing import Any
 from jpki_sim.errors import UserError
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.trace.model import Comment, PowerOff, Reset, Trace, Xfer
+from jpki_sim.trace.redact import redact_command
 from jpki_sim.vectors.model import FORMAT, VERSION
 
 CERT_FIDS = {jpki.EF_AUTH_CERT, jpki.EF_SIGN_CERT, jpki.EF_AUTH_CA_CERT, jpki.EF_SIGN_CA_CERT}
@@ -95,10 +99,12 @@ def record(
     profile: str = "default",
     feature: str = "recorded",
     card_profile: str = "jpki",
+    keep_pins: bool = False,
 ) -> Recording:
     """The vector file (one vector) that replays ``trace`` against a fresh ``profile`` card.
 
     ``profile`` is the starting card (a preset of ``card_profile``, the kind of card).
+    PIN data never reaches the vector in clear unless ``keep_pins``.
     """
     from jpki_sim.vectors.loader import ID_PATTERN
 
@@ -144,7 +150,12 @@ def record(
             if not powered:
                 rec.steps.append({"event": "power-on"})
                 powered = True
-            step, changes = _xfer_step(event, view, rec)
+            step, changes = _xfer_step(event, view, rec, keep_pins)
+            if not keep_pins and "{" not in step["command"]:
+                masked, hidden = redact_command(event.command)
+                if hidden and masked != event.command:
+                    step["command"] = masked.hex().upper()
+                    rec.note("PIN (masked; the card refused it before comparing)")
             destructive = destructive or changes
             rec.steps.append(step)
     if not any(s.get("event") == "xfer" for s in rec.steps):
@@ -160,7 +171,8 @@ def record(
     return rec
 
 
-def _xfer_step(e: Xfer, view: _View, rec: Recording) -> tuple[dict[str, Any], bool]:
+def _xfer_step(e: Xfer, view: _View, rec: Recording, keep_pins: bool = False
+               ) -> tuple[dict[str, Any], bool]:
     """The step for one exchange, and whether it changes the card irreversibly."""
     command, data, sw = e.command, e.data, e.sw
     apdu = _parse(command)
@@ -199,7 +211,7 @@ def _xfer_step(e: Xfer, view: _View, rec: Recording) -> tuple[dict[str, Any], bo
             rec.note("PIN")
         elif ins == 0x24 and sw == 0x9000:
             changes = True
-            if e.redacted:
+            if e.redacted or not keep_pins:
                 if pin is None:
                     raise UserError(f"a PIN change ({command.hex().upper()}) of a PIN the "
                                     "recorder cannot tell")
@@ -207,6 +219,7 @@ def _xfer_step(e: Xfer, view: _View, rec: Recording) -> tuple[dict[str, Any], bo
                 rec.note("PIN change (new value unknown: changed to the same PIN)")
         # refused before any comparison (6A88, 6700, 6982, ...): the card never
         # looked at the value, so the redacted bytes replay as well as the real ones
+        # (record() masks them)
         if "{" not in step["command"]:
             return _with_data(step, data), changes
     elif cla_group == 0x80 and ins == 0x2A and sw == 0x9000:
@@ -275,7 +288,13 @@ def record_file(trace_path: str | os.PathLike[str], out: str | os.PathLike[str],
 
         sys.stdout.write(text)
     else:
-        Path(out).write_text(text, encoding="utf-8")
+        from jpki_sim.card.store import write_atomic
+
+        try:
+            # owner-only: a vector file may hold the holder's data (and PINs with keep_pins)
+            write_atomic(out, text.encode("utf-8"), 0o600)
+        except OSError as exc:
+            raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     return rec
 
 

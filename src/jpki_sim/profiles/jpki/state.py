@@ -11,8 +11,11 @@ loads, the field taking the value documented on it (docs/protocol.md, "The
 card file").
 The file around it (envelope, atomic writes, owner-only mode) is
 :mod:`jpki_sim.card.store`'s; :data:`CODEC` is this profile's part. Loading
-validates everything first, so a corrupt or foreign file is refused with one
-clear message and never gives a half-loaded card.
+validates everything first, field by field (types, PIN forms, dates, sizes,
+base64, DER certificates, unencrypted RSA keys matching their certificates), so
+a corrupt, hand-edited or foreign file is refused with one clear message naming
+the field, and never gives a half-loaded card or a failure later. Messages
+never quote a PIN or a key.
 """
 
 from __future__ import annotations
@@ -46,6 +49,21 @@ CERT_NAMES = ("auth", "sign")
 DEFAULT_ATR_VARIANT = "contact"
 DEFAULT_TOKEN_LABEL = "JPKIAPICCTOKEN2"
 
+#: limits of a card file's fields (the issuer's too)
+MAX_NAME = 100
+MAX_ADDRESS = 200
+#: the first day with a Japanese era code (明治, proclaimed 1868-10-23): birth dates
+#: before it cannot be written in the signature certificate's era form
+EARLIEST_BIRTHDATE = date(1868, 10, 23)
+#: a certificate EF holds at most this many bytes (DER + FF filler)
+MAX_CERT_DER = 2048
+MAX_KEY_PEM = 8192
+MAX_HISTORY = 1000
+MAX_CA_DIR = 4096
+#: the revocation reasons a card's history may name (RFC 5280 names)
+HISTORY_REASONS = ("superseded", "affiliationChanged", "keyCompromise",
+                   "cessationOfOperation", "unspecified")
+
 
 
 @dataclass
@@ -71,25 +89,51 @@ class Identity:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Identity:
+    def from_json(cls, d: dict[str, Any], where: str = "identity") -> Identity:
+        from jpki_sim.profiles.jpki import mynumber
+
+        born = _date(d, "birthdate", where)
+        if born < EARLIEST_BIRTHDATE:
+            raise CardFileError(
+                f"{where}.birthdate: before the Meiji era ({EARLIEST_BIRTHDATE}), which has "
+                "no era code"
+            )
+        number = _str(d, "my_number", where, limit=12)
+        if not mynumber.is_valid(number):
+            raise CardFileError(f"{where}.my_number: not 12 digits with a valid check digit")
         return cls(
-            name=_str(d, "name"),
-            birthdate=_date(d, "birthdate"),
-            sex=_choice(d, "sex", tuple(SEX_CODES)),
-            address=_str(d, "address"),
-            my_number=_str(d, "my_number"),
-            stay_until=_date(d, "stay_until") if d.get("stay_until") else None,
+            name=_text(d, "name", where, MAX_NAME),
+            birthdate=born,
+            sex=_choice(d, "sex", tuple(SEX_CODES), where),
+            address=_text(d, "address", where, MAX_ADDRESS),
+            my_number=number,
+            stay_until=_date(d, "stay_until", where) if d.get("stay_until") is not None
+            else None,
         )
 
 
-def pin_state_from_json(d: dict[str, Any]) -> PinState:
+def pin_state_from_json(d: Any, where: str = "PIN", name: str | None = None) -> PinState:
+    """A PIN's state; with ``name`` the value must have that PIN's form.
+
+    Messages never quote the value or the counters (a counter could be any size).
+    """
+    if not isinstance(d, dict):
+        raise CardFileError(f"{where}: must be an object")
     value = d.get("value")
     if value is not None and not isinstance(value, str):
-        raise CardFileError("PIN value must be a string or null")
-    max_tries = _int(d, "max_tries")
-    tries = _int(d, "tries_left")
-    if not 1 <= max_tries <= MAX_TRIES_LIMIT or not 0 <= tries <= max_tries:
-        raise CardFileError(f"PIN counter {tries}/{max_tries} out of range")
+        raise CardFileError(f"{where}.value: must be a string or null")
+    if value is not None and name is not None:
+        from jpki_sim.profiles.jpki.ids import PIN_POLICIES
+
+        policy = PIN_POLICIES.get(name)
+        if policy is not None and not policy.accepts(value.encode("utf-8", "replace")):
+            raise CardFileError(f"{where}.value: not a {policy.label} ({policy.describe()})")
+    max_tries = _int(d, "max_tries", where)
+    tries = _int(d, "tries_left", where)
+    if not 1 <= max_tries <= MAX_TRIES_LIMIT:
+        raise CardFileError(f"{where}.max_tries: must be 1 to {MAX_TRIES_LIMIT}")
+    if not 0 <= tries <= max_tries:
+        raise CardFileError(f"{where}.tries_left: must be 0 to max_tries")
     return PinState(value, tries, max_tries)
 
 
@@ -113,15 +157,26 @@ class KeySlot:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> KeySlot:
-        key = _str(d, "key")
-        if "PRIVATE KEY" not in key:
-            raise CardFileError("key is not a PEM private key")
-        try:
-            serial = int(_str(d, "serial"), 16)
-        except ValueError:
-            raise CardFileError("certificate serial is not hex") from None
-        return cls(key, _b64(d, "cert"), serial, _date(d, "not_before"), _date(d, "expires"))
+    def from_json(cls, d: Any, where: str = "certificate") -> KeySlot:
+        if not isinstance(d, dict):
+            raise CardFileError(f"{where}: must be an object or null")
+        key = _str(d, "key", where, limit=MAX_KEY_PEM)
+        der = _b64(d, "cert", where, limit=MAX_CERT_DER)
+        cert = _certificate(der, f"{where}.cert")
+        private = _private_key(key, f"{where}.key")
+        if private.public_key().public_numbers() != cert.public_key().public_numbers():
+            raise CardFileError(f"{where}.key: does not belong to the certificate")
+        serial_text = _str(d, "serial", where, limit=40)
+        if not serial_text or any(c not in "0123456789abcdefABCDEF" for c in serial_text):
+            raise CardFileError(f"{where}.serial: must be hexadecimal")
+        serial = int(serial_text, 16)
+        if serial != cert.serial_number:
+            raise CardFileError(f"{where}.serial: not the certificate's serial number")
+        not_before = _date(d, "not_before", where)
+        expires = _date(d, "expires", where)
+        if expires < not_before:
+            raise CardFileError(f"{where}.expires: before not_before")
+        return cls(key, der, serial, not_before, expires)
 
 
 @dataclass
@@ -135,11 +190,12 @@ class Municipality:
         return {"code": self.code, "name": self.name}
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Municipality:
-        code = _str(d, "code")
-        if len(code) != 5 or not code.isdigit():
-            raise CardFileError(f"municipality code must be 5 digits, got {code!r}")
-        return cls(code, _str(d, "name"))
+    def from_json(cls, d: dict[str, Any], where: str = "chip.municipality") -> Municipality:
+        code = _digits(d, "code", 5, where)
+        name = _str(d, "name", where, limit=MAX_NAME)
+        if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in name):
+            raise CardFileError(f"{where}.name: holds a control character")
+        return cls(code, name)
 
 
 @dataclass
@@ -177,28 +233,31 @@ class ChipInfo:
         }
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ChipInfo:
-        serial = _str(d, "serial")
-        if len(serial) != 15 or not serial.isdigit():
-            raise CardFileError(f"card serial must be 15 digits, got {serial!r}")
+    def from_json(cls, d: dict[str, Any], where: str = "chip") -> ChipInfo:
+        serial = _digits(d, "serial", 15, where)
         key = d.get("internal_auth_key")
-        if key is not None and (not isinstance(key, str) or "PRIVATE KEY" not in key):
-            raise CardFileError("internal_auth_key is not a PEM private key")
+        if key is not None:
+            if not isinstance(key, str) or len(key) > MAX_KEY_PEM:
+                raise CardFileError(f"{where}.internal_auth_key: not a PEM private key")
+            _private_key(key, f"{where}.internal_auth_key")
         certs = d.get("cv_certificates", {})
-        if not isinstance(certs, dict):
-            raise CardFileError("cv_certificates must be an object")
+        if not isinstance(certs, dict) or len(certs) > 8:
+            raise CardFileError(f"{where}.cv_certificates: must be an object")
         cv: dict[int, bytes] = {}
         for tag in certs:
-            try:
-                number = int(tag, 16)
-            except ValueError:
-                raise CardFileError(f"cv_certificates: {tag!r} is not a hex tag") from None
-            cv[number] = _b64(certs, tag)
+            if not (1 <= len(tag) <= 4 and all(c in "0123456789abcdefABCDEF" for c in tag)):
+                raise CardFileError(f"{where}.cv_certificates: {tag[:8]!r} is not a hex tag")
+            cv[int(tag, 16)] = _b64(certs, tag, f"{where}.cv_certificates", limit=MAX_CERT_DER)
+        atr = _str(d, "atr", where, limit=2 * 33) if "atr" in d else DEFAULT_ATR_VARIANT
+        label = (_str(d, "token_label", where, limit=32) if "token_label" in d
+                 else DEFAULT_TOKEN_LABEL)
+        if not label.isascii() or not label.isprintable():
+            raise CardFileError(f"{where}.token_label: printable ASCII only")
         return cls(
             serial=serial,
-            municipality=Municipality.from_json(_obj(d, "municipality")),
-            atr=_str(d, "atr") if "atr" in d else DEFAULT_ATR_VARIANT,
-            token_label=_str(d, "token_label") if "token_label" in d else DEFAULT_TOKEN_LABEL,
+            municipality=Municipality.from_json(_obj(d, "municipality", where)),
+            atr=atr,
+            token_label=label,
             internal_auth_key=key,
             cv_certificates=cv,
         )
@@ -283,7 +342,14 @@ class CardState:
     def from_json(cls, d: Any) -> CardState:
         if not isinstance(d, dict):
             raise CardFileError("a card document is a JSON object")
+        identity = Identity.from_json(_obj(d, "identity"))
         card = _obj(d, "card")
+        issued = _date(card, "issued", "card")
+        expires = _date(card, "expires", "card")
+        if expires < issued:
+            raise CardFileError("card.expires: before card.issued")
+        if issued < identity.birthdate:
+            raise CardFileError("card.issued: before identity.birthdate")
         certs = _obj(d, "certificates")
         cas = _obj(d, "ca_certificates")
         pins = _obj(d, "pins")
@@ -293,27 +359,36 @@ class CardState:
         chip = d.get("chip")
         if chip is not None and not isinstance(chip, dict):
             raise CardFileError("missing or malformed 'chip'")
-        history = d.get("history", [])
-        if not isinstance(history, list):
-            raise CardFileError("history must be a list")
         ca_dir = d.get("ca_dir")
+        if ca_dir is not None and (not isinstance(ca_dir, str) or len(ca_dir) > MAX_CA_DIR):
+            raise CardFileError("ca_dir: must be a folder name or null")
+        slots = {}
+        for which in CERT_NAMES:
+            raw = certs.get(which)
+            slots[which] = (
+                KeySlot.from_json(raw, f"certificates.{which}") if raw is not None else None
+            )
+        auth_ca = _b64(cas, "auth", "ca_certificates", limit=MAX_CERT_DER)
+        sign_ca = _b64(cas, "sign", "ca_certificates", limit=MAX_CERT_DER)
+        for which, der in (("auth", auth_ca), ("sign", sign_ca)):
+            _certificate(der, f"ca_certificates.{which}")
         return cls(
-            identity=Identity.from_json(_obj(d, "identity")),
-            issued=_date(card, "issued"),
-            expires=_date(card, "expires"),
-            application_id=_str(card, "application_id"),
-            security_code=_str(card, "security_code"),
-            auth=KeySlot.from_json(certs["auth"]) if certs.get("auth") else None,
-            sign=KeySlot.from_json(certs["sign"]) if certs.get("sign") else None,
-            auth_ca_der=_b64(cas, "auth"),
-            sign_ca_der=_b64(cas, "sign"),
+            identity=identity,
+            issued=issued,
+            expires=expires,
+            application_id=_digits(card, "application_id", 23, "card"),
+            security_code=_digits(card, "security_code", 4, "card"),
+            auth=slots["auth"],
+            sign=slots["sign"],
+            auth_ca_der=auth_ca,
+            sign_ca_der=sign_ca,
             pins={
-                p: pin_state_from_json(_obj(pins, p)) if p in pins
+                p: pin_state_from_json(pins[p], f"pins.{p}", p) if p in pins
                 else PinState(None, LEGACY_PIN_MAX_TRIES, LEGACY_PIN_MAX_TRIES)
                 for p in PIN_NAMES
             },
-            ca_dir=ca_dir if isinstance(ca_dir, str) else None,
-            history=history,
+            ca_dir=ca_dir,
+            history=_history(d.get("history", [])),
             chip=ChipInfo.from_json(chip) if chip is not None else None,
         )
 
@@ -358,47 +433,147 @@ def load(path: str | os.PathLike[str]) -> CardState:
 
 
 # ---------------------------------------------------------------- field readers
+#
+# Each names the field it refuses as a dotted path (``certificates.auth.key``).
 
 
-def _obj(d: dict[str, Any], key: str) -> dict[str, Any]:
+def _name(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _obj(d: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
     v = d.get(key)
     if not isinstance(v, dict):
-        raise CardFileError(f"missing or malformed {key!r}")
+        raise CardFileError(f"missing or malformed {_name(where, key)!r}")
     return v
 
 
-def _str(d: dict[str, Any], key: str) -> str:
+def _str(d: dict[str, Any], key: str, where: str = "", *, limit: int | None = None) -> str:
     v = d.get(key)
     if not isinstance(v, str):
-        raise CardFileError(f"missing or malformed {key!r}")
+        raise CardFileError(f"missing or malformed {_name(where, key)!r}")
+    if limit is not None and len(v) > limit:
+        raise CardFileError(f"{_name(where, key)}: longer than {limit} characters")
     return v
 
 
-def _int(d: dict[str, Any], key: str) -> int:
+def _text(d: dict[str, Any], key: str, where: str, limit: int) -> str:
+    v = _str(d, key, where, limit=limit)
+    if not v.strip():
+        raise CardFileError(f"{_name(where, key)}: empty")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in v):
+        raise CardFileError(f"{_name(where, key)}: holds a control character")
+    return v
+
+
+def _digits(d: dict[str, Any], key: str, count: int, where: str) -> str:
+    v = _str(d, key, where, limit=count)
+    if len(v) != count or not v.isascii() or not v.isdigit():
+        raise CardFileError(f"{_name(where, key)}: must be {count} digits")
+    return v
+
+
+def _int(d: dict[str, Any], key: str, where: str = "") -> int:
     v = d.get(key)
     if not isinstance(v, int) or isinstance(v, bool):
-        raise CardFileError(f"missing or malformed {key!r}")
+        raise CardFileError(f"missing or malformed {_name(where, key)!r}")
     return v
 
 
-def _date(d: dict[str, Any], key: str) -> date:
-    v = _str(d, key)
+def _date(d: dict[str, Any], key: str, where: str = "") -> date:
+    v = _str(d, key, where, limit=10)
     try:
+        if len(v) != 10:
+            raise ValueError
         return date.fromisoformat(v)
     except ValueError:
-        raise CardFileError(f"{key!r} is not a YYYY-MM-DD date: {v!r}") from None
+        raise CardFileError(f"{_name(where, key)!r} is not a YYYY-MM-DD date: {v!r}") from None
 
 
-def _b64(d: dict[str, Any], key: str) -> bytes:
-    v = _str(d, key)
+def _b64(d: dict[str, Any], key: str, where: str = "", *, limit: int | None = None) -> bytes:
+    v = _str(d, key, where, limit=None if limit is None else 4 * (limit // 3 + 1))
     try:
-        return base64.b64decode(v, validate=True)
+        raw = base64.b64decode(v, validate=True)
     except ValueError:
-        raise CardFileError(f"{key!r} is not base64") from None
+        raise CardFileError(f"{_name(where, key)!r} is not base64") from None
+    if limit is not None and len(raw) > limit:
+        raise CardFileError(f"{_name(where, key)}: more than {limit} bytes")
+    return raw
 
 
-def _choice(d: dict[str, Any], key: str, allowed: tuple[str, ...]) -> str:
-    v = _str(d, key)
+def _choice(d: dict[str, Any], key: str, allowed: tuple[str, ...], where: str = "") -> str:
+    v = _str(d, key, where, limit=max(len(a) for a in allowed))
     if v not in allowed:
-        raise CardFileError(f"{key!r} must be one of {', '.join(allowed)}, got {v!r}")
+        raise CardFileError(
+            f"{_name(where, key)!r} must be one of {', '.join(allowed)}, got {v!r}"
+        )
     return v
+
+
+def _certificate(der: bytes, where: str) -> Any:
+    """The X.509 certificate in ``der`` (exact DER, nothing after it)."""
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise CardFileError(f"{where}: not a DER X.509 certificate") from None
+
+
+def _private_key(pem: str, where: str) -> Any:
+    """The unencrypted RSA-2048 private key in ``pem`` (what the chip's key EF holds)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    if "PRIVATE KEY" not in pem:
+        raise CardFileError(f"{where}: not a PEM private key")
+    try:
+        # OpenSSL's full check (primality) costs ~50 ms a key; the cheap
+        # consistency checks below catch a damaged key just as well
+        key = load_pem_private_key(pem.encode("utf-8", "replace"), password=None,
+                                   unsafe_skip_rsa_key_validation=True)
+    except TypeError:
+        raise CardFileError(f"{where}: encrypted (the card holds its keys in clear)") from None
+    except (ValueError, Exception):  # noqa: B014 (cryptography raises its own types too)
+        raise CardFileError(f"{where}: not a readable PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != 2048:
+        raise CardFileError(f"{where}: not an RSA-2048 key")
+    n = key.private_numbers()
+    pub = n.public_numbers
+    from math import lcm
+
+    if not (
+        n.p > 1 and n.q > 1 and n.p * n.q == pub.n
+        and (pub.e * n.d) % lcm(n.p - 1, n.q - 1) == 1
+        and n.dmp1 == n.d % (n.p - 1) and n.dmq1 == n.d % (n.q - 1)
+        and (n.iqmp * n.q) % n.p == 1
+    ):
+        raise CardFileError(f"{where}: a damaged RSA key (its numbers do not agree)")
+    return key
+
+
+def _history(items: Any) -> list[dict[str, Any]]:
+    """The issuer's record: revoked certificates of this card."""
+    if not isinstance(items, list):
+        raise CardFileError("history must be a list")
+    if len(items) > MAX_HISTORY:
+        raise CardFileError(f"history: more than {MAX_HISTORY} entries")
+    from datetime import datetime
+
+    for i, h in enumerate(items):
+        where = f"history[{i}]"
+        if not isinstance(h, dict):
+            raise CardFileError(f"{where}: must be an object")
+        _choice(h, "which", CERT_NAMES, where)
+        serial = _str(h, "serial", where, limit=40)
+        if not serial or any(c not in "0123456789abcdefABCDEF" for c in serial):
+            raise CardFileError(f"{where}.serial: must be hexadecimal")
+        at = _str(h, "revoked_at", where, limit=40)
+        try:
+            if datetime.fromisoformat(at).tzinfo is None:
+                raise ValueError
+        except ValueError:
+            raise CardFileError(f"{where}.revoked_at: not a date and time with a zone") from None
+        _choice(h, "reason", HISTORY_REASONS, where)
+        _date(h, "expires", where)
+    return items
