@@ -35,7 +35,7 @@ from jpki_sim.control import faults as faults_mod
 from jpki_sim.errors import CardFileError, UserError
 from jpki_sim.profiles import registry
 from jpki_sim.profiles.base import ISO_SECRET_INSTRUCTIONS, Profile
-from jpki_sim.trace.model import REDACTION_BYTE
+from jpki_sim.trace.model import REDACTION_BYTE, SECRET_INS, SECRET_PROPRIETARY_INS
 from jpki_sim.trace.redact import redact_command
 from jpki_sim.transport.vpcd import DropConnection, VpcdBridge
 
@@ -300,17 +300,24 @@ class ServedCard:
     @profile.setter
     def profile(self, profile: Profile) -> None:
         self._profile = profile
-        #: INS bytes whose data may be secret in some class (a quick filter before is_secret)
+        #: INS bytes whose data may be secret under some class: the trace's rule (any
+        #: class, even and odd PIN instructions) and every profile's own (a quick
+        #: filter; _shown decides)
         self._secret_ins = frozenset(
-            key & 0xFF for key in ISO_SECRET_INSTRUCTIONS | profile.secret_instructions)
+            SECRET_INS | SECRET_PROPRIETARY_INS
+            | {key & 0xFF for key in ISO_SECRET_INSTRUCTIONS | profile.secret_instructions
+               | registry.secret_instructions()})
 
     def _shown(self, raw: bytes) -> bytes:
-        """The command as the trace keeps it: secrets masked."""
-        if len(raw) > 5 and self.profile.is_secret(raw):
-            masked, done = redact_command(raw)
-            if not done:  # a profile's own secret instruction: everything after the header
-                masked = raw[:5] + bytes([REDACTION_BYTE]) * (len(raw) - 5)
+        """The command as the trace keeps it: secrets masked (the rule of every trace,
+        redact_command's, and this card's profile's own secret instructions)."""
+        if len(raw) <= 5:
+            return raw
+        masked, done = redact_command(raw)
+        if done:
             return masked
+        if self.profile.is_secret(raw):  # a profile's own: everything after the header
+            return raw[:5] + bytes([REDACTION_BYTE]) * (len(raw) - 5)
         return raw
 
     def _process_with_faults(self, raw: bytes) -> bytes:
