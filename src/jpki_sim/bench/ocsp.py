@@ -24,7 +24,8 @@ reference as it is). The ratio the goal is judged on is ours kept-alive over
 openssl's; the one with a new connection each is reported beside it. With wrk
 the three are measured in rounds, interleaved (openssl, ours kept-alive, ours
 new connections, again), each round's ratio from figures taken back to back;
-the ratio is the median of the rounds', the p99 the worst round's.
+the ratio and the p99 are the medians of the rounds' (the worst round's p99 is
+kept beside it: a neighbour's burst on this shared machine shows there).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def wrk_round(url: str, script: Path, request: Path, *, seconds: int,
 
 
 def combine(rounds: list[dict[str, Any]], keep_alive: bool) -> dict[str, Any]:
-    """One figure from rounds: the median rate and p50, the worst p99 and max."""
+    """One figure from rounds: the median rate, p50 and p99; the worst round's p99 and max."""
     from jpki_sim.bench.core import percentile
 
     rates = [r["per_s"] for r in rounds if r["per_s"]]
@@ -119,7 +120,8 @@ def combine(rounds: list[dict[str, Any]], keep_alive: bool) -> dict[str, Any]:
         "wall_s": sum(r["wall_s"] for r in rounds),
         "per_s": percentile(rates, 50) if rates else None,
         "p50_ms": percentile([r["p50_ms"] for r in rounds], 50),
-        "p99_ms": max(r["p99_ms"] for r in rounds),
+        "p99_ms": percentile([r["p99_ms"] for r in rounds], 50),
+        "p99_worst_ms": max(r["p99_ms"] for r in rounds),
         "max_ms": max(r["max_ms"] for r in rounds),
         "rounds": rounds,
     }
@@ -540,8 +542,11 @@ def report(section: dict[str, Any]) -> Any:
         if f.get("skipped"):
             t.add_row(label, "-", "-", "-", "-", "-", "-", f["skipped"])
             return
+        p99 = f"{f['p99_ms']:.2f} ms"
+        if f.get("p99_worst_ms") is not None and len(f.get("rounds", [])) > 1:
+            p99 += f" (worst {f['p99_worst_ms']:.2f})"
         t.add_row(label, f"{f['per_s']:,.0f}", "-" if ratio is None else f"{ratio:.1f}",
-                  f"{f['p50_ms']:.2f} ms", f"{f['p99_ms']:.2f} ms", f"{f['max_ms']:.2f} ms",
+                  f"{f['p50_ms']:.2f} ms", p99, f"{f['max_ms']:.2f} ms",
                   str(f["requests"]), str(f["errors"]))
 
     row("ours, kept-alive connections (judged)", section["ours_keep_alive"], section["ratio"])
