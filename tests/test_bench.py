@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,11 +80,7 @@ def test_quick_json_without_pcsc_has_the_documented_shape() -> None:
     doc = run_bench("--no-pcsc", "--batch", "2", "--runs", "2")
     sections = ["inprocess", "signature", "issuance", "startup", "ocsp"]
     assert_common(doc, sections)
-    oc = doc["ocsp"]
-    for server in ("ours", "ours_keep_alive", "openssl"):
-        assert oc[server]["errors"] == 0 and oc[server]["requests"] > 0, oc[server]
-        assert oc[server]["p99_ms"] >= oc[server]["p50_ms"] > 0
-    assert oc["ratio"] == oc["ours"]["per_s"] / oc["openssl"]["per_s"]
+    assert_ocsp(doc["ocsp"], "wrk" if shutil.which("wrk") else "processes")
 
     inp = doc["inprocess"]
     assert set(inp["commands"]) == IN_PROCESS == set(inp["descriptions"])
@@ -119,9 +116,36 @@ def test_quick_json_without_pcsc_has_the_documented_shape() -> None:
         "in-process READ BINARY 256 APDU/s",
         "signature APDU / bare cryptography",
         "jpki-sim --help ms",
-        "OCSP requests/s: ours / openssl ocsp",
+        "OCSP requests/s, kept-alive clients: ours / openssl ocsp",
         "OCSP p99 ms at 8 clients",
     ]
+
+
+def assert_ocsp(oc: dict[str, Any], load: str) -> None:
+    assert oc["load"] == load and oc["clients"] == 8 and oc["judged_on"] == "ours_keep_alive"
+    for server in ("ours", "ours_keep_alive", "openssl"):
+        fig = oc[server]
+        assert fig["errors"] == 0 and fig["requests"] > 0, fig
+        assert fig["max_ms"] >= fig["p99_ms"] >= fig["p50_ms"] > 0
+        assert fig["keep_alive"] is (server != "ours") and isinstance(fig["command"], str)
+    # what each server did with a kept-alive request (openssl 3.0 answers HTTP/1.0, closes)
+    assert oc["ours_keeps_alive"] is True and isinstance(oc["openssl_keeps_alive"], bool)
+    ref = oc["openssl"]["per_s"]
+    if load == "wrk":
+        assert oc["rounds"] == 1 and oc["seconds"] == 2 and oc["load_command"].startswith("wrk")
+        for server in ("ours", "ours_keep_alive", "openssl"):
+            (only,) = oc[server]["rounds"]
+            assert only["per_s"] == oc[server]["per_s"] and only["p99_ms"] == oc[server]["p99_ms"]
+            assert oc[server]["p99_worst_ms"] == only["p99_ms"]
+    assert oc["ratio"] == pytest.approx(oc["ours_keep_alive"]["per_s"] / ref)
+    assert oc["ratio_new_connection"] == pytest.approx(oc["ours"]["per_s"] / ref)
+
+
+def test_quick_ocsp_with_client_processes() -> None:
+    doc = run_bench("--only", "ocsp", "--ocsp-load", "processes")
+    assert_common(doc, ["ocsp"])
+    assert_ocsp(doc["ocsp"], "processes")
+    assert doc["ocsp"]["per_client"] == 150
 
 
 def test_cli_bench_runs_one_section_and_prints_a_table() -> None:
@@ -146,15 +170,20 @@ def test_cli_bench_refuses_an_unknown_section_in_one_line() -> None:
 
 
 @pytest.mark.pcsc
-def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession) -> None:
+@pytest.mark.parametrize("bare", [False, True], ids=["under-control", "bare"])
+def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession, bare: bool) -> None:
     # this test holds the PC/SC lock through the fixture; the benchmark must not wait for it.
     # Slot 0 may carry the session's test card, so both cards take slot 1 in turn.
     env = dict(os.environ, JPKI_SIM_PCSC_LOCK_HELD="1")
-    doc = run_bench("--only", "pcsc,startup", "--runs", "2", "--vpcd-port", str(PORTS[1]),
-                    env=env)
-    assert_common(doc, ["pcsc", "startup"])
+    sections = ["pcsc"] if bare else ["pcsc", "startup"]
+    doc = run_bench("--only", ",".join(sections), "--runs", "2", "--vpcd-port", str(PORTS[1]),
+                    *(["--pcsc-bare"] if bare else []), env=env)
+    assert_common(doc, sections)
     pcsc = doc["pcsc"]
     assert pcsc["available"] is True and pcsc["skipped"] is None
+    # served as serve serves it (under control, the control service running), or bare
+    assert pcsc["control"] is (not bare)
+    assert ("bare" in pcsc["hosting"]) is bare
     assert pcsc["same_slot"] is True and "9000" in pcsc["ratio_method"]
     assert isinstance(pcsc["hosting"], str) and isinstance(pcsc["started_pcscd"], bool)
     reader = pcscd_session.reader_for_port(PORTS[1])
@@ -168,7 +197,8 @@ def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession) -> None:
         assert pcsc["ratios"][name] == pcsc["ratios_vs_9000"][name] == pytest.approx(
             fig["apdus_per_s"] / pcsc["null_card"]["per_s"]
         )
-    assert_figure(doc["startup"]["serve"], samples=1)
+    if not bare:
+        assert_figure(doc["startup"]["serve"], samples=1)
     names = [t["name"] for t in doc["targets"]]
     assert [n for n in names if n.startswith("PC/SC")] == [
         f"PC/SC {c} / null card"

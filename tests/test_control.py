@@ -294,6 +294,14 @@ def test_the_trace_masks_pins(runner: ControlRunner, served: ServedCard) -> None
     served.process(EMPTY_VERIFY)
     assert [e["command"] for e in call(runner, "GET", f"/api/cards/0/trace?since={since}")[1]] \
         == ["0020008000"]
+    # a PIN under another class or in the odd (BER-TLV) form is masked as well
+    since = call(runner, "GET", "/api/cards/0/trace")[1][-1]["seq"]
+    for command in ("802000800439393939", "0C2000800439393939", "002100800439393939",
+                    "00240080083131313139393939", "002C0080043939393939"[:-2]):
+        served.process(bytes.fromhex(command))
+    shown = [e["command"] for e in call(runner, "GET", f"/api/cards/0/trace?since={since}")[1]]
+    assert len(shown) == 5 and not any("3939" in c or "3131" in c for c in shown), shown
+    assert shown[0] == "802000800" + "42A2A2A2A"
 
 
 def test_the_event_stream_sends_apdus_live(runner: ControlRunner, served: ServedCard) -> None:

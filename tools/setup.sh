@@ -7,7 +7,7 @@
 #   - Debian packages: pcscd, vsmartcard-vpcd (the virtual reader driver), opensc,
 #     pcsc-tools, libpcsclite-dev (to build pyscard), fonts-ipamj-mincho (IPAmj明朝, the
 #     card-surface images' font), chromium and chromium-driver (the dashboard's browser
-#     test), plus python3/pip/gcc when absent;
+#     test), wrk (the OCSP benchmark's load generator), plus python3/pip/gcc when absent;
 #   - the clients of the compatibility suite (tests/compat): libengine-pkcs11-openssl,
 #     libnss3-tools, gnutls-bin, curl, iproute2, and pkcs11-provider where the
 #     platform has it (Debian 13, Ubuntu 24.04; Debian 12 has none);
@@ -36,7 +36,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 
 missing=()
 for pkg in pcscd vsmartcard-vpcd opensc pcsc-tools libpcsclite-dev fonts-ipamj-mincho \
-           chromium chromium-driver \
+           chromium chromium-driver wrk \
            libengine-pkcs11-openssl libnss3-tools gnutls-bin curl iproute2; do
     installed "$pkg" || missing+=("$pkg")
 done

@@ -127,6 +127,10 @@ class Settings:
     pcsc_wait: float
     #: PC/SC samples per command
     pcsc_runs: int
+    #: PC/SC: host the card under control (as serve does) or bare (the baseline)
+    pcsc_control: bool = True
+    #: the OCSP section's load generator: auto, wrk or processes
+    ocsp_load: str = "auto"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -162,6 +166,8 @@ class Settings:
             ports=list(args.vpcd_port),
             pcsc_runs=runs if quick else 2 * runs,
             pcsc_wait=args.pcsc_wait if args.pcsc_wait is not None else (60.0 if quick else 600.0),
+            pcsc_control=not getattr(args, "pcsc_bare", False),
+            ocsp_load=getattr(args, "ocsp_load", None) or "auto",
         )
 
 

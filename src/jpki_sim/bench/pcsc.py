@@ -203,8 +203,14 @@ def _attach(start: Callable[[], Any], attached: Any, reader: str) -> None:
         raise BenchError(f"the card did not appear in {reader!r} within 5 s")
 
 
-def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
-    """Child process: serve one card on ``port`` until ``stop`` is set."""
+def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
+          control: bool = True) -> None:
+    """Child process: serve one card on ``port`` until ``stop`` is set.
+
+    ``control`` False serves the card bare: its engine straight behind the
+    bridge, no served-card wrapper (lock, trace, faults) and no control
+    service, as before the control layer existed: the baseline of its cost.
+    """
     import gc
 
     from jpki_sim.profiles.jpki import ids as jpki
@@ -215,8 +221,17 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
     gc.freeze()
 
     server: Any
+    control_runner: Any = None
     if kind == "null":
         server = NullCard(port, jpki.ATR).start()
+    elif not control:
+        from jpki_sim.profiles import registry
+        from jpki_sim.profiles.jpki.state import new_store
+        from jpki_sim.transport.vpcd import VpcdBridge
+
+        server = VpcdBridge(registry.get("jpki").build(new_store(copy.deepcopy(state))),
+                            port=port, label="bench card")
+        server.start()
     else:
         import tempfile
         from pathlib import Path
@@ -230,8 +245,9 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
         # as `jpki-sim serve` serves it: under control, with the control service running
         served = ServedCard(new_store(copy.deepcopy(state)), label="bench card",
                             profile=registry.get("jpki"))
-        control = ControlRunner.start([served], "127.0.0.1:0", presign=False,
-                                      token_dir=Path(tempfile.mkdtemp(prefix="bench-ctl-")))
+        control_runner = ControlRunner.start(
+            [served], "127.0.0.1:0", presign=False,
+            token_dir=Path(tempfile.mkdtemp(prefix="bench-ctl-")))
         server = VpcdBridge(served, port=port, label="bench card")
         served.attach(server)
         server.start()
@@ -241,8 +257,8 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any) -> None:
         stop.wait()
     finally:
         server.stop()
-        if kind != "null":
-            control.stop()
+        if control_runner is not None:
+            control_runner.stop()
 
 
 class HostedCard:
@@ -252,7 +268,7 @@ class HostedCard:
     lock, as with any real client; the null card is hosted the same way.
     """
 
-    def __init__(self, kind: str, port: int, state: Any) -> None:
+    def __init__(self, kind: str, port: int, state: Any, control: bool = True) -> None:
         import multiprocessing
 
         # fork: the child inherits the card state, and `python -m jpki_sim` has no
@@ -261,7 +277,7 @@ class HostedCard:
         self.attached = ctx.Event()
         self._stop = ctx.Event()
         self.process = ctx.Process(target=_host, args=(kind, port, state, self.attached,
-                                                        self._stop),
+                                                        self._stop, control),
                                    name=f"bench-{kind}-{port}", daemon=True)
 
     def start(self) -> None:
@@ -292,7 +308,7 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
         figures = {name: Figure(name, ops_per_sample=n) for name in COMMANDS
                    if name != "verify_file"}
 
-        card = HostedCard("card", card_port, state)
+        card = HostedCard("card", card_port, state, control=cfg.pcsc_control)
         null = HostedCard("null", null_port, state)
         same_slot = card_port == null_port
         clients: dict[str, Client] = {}
@@ -421,7 +437,11 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
             "ratios_vs_9000": ratios_9000,
             "readers": {"card": card_reader, "null_card": null_reader},
             "same_slot": same_slot,
-            "hosting": "each card in a child process (as jpki-sim serve); pyscard client here",
+            "hosting": ("each card in a child process (as jpki-sim serve"
+                        + (", under control with the control service running"
+                           if cfg.pcsc_control else "; bare: no control layer, no service")
+                        + "); pyscard client here"),
+            "control": cfg.pcsc_control,
             "started_pcscd": stack["started_pcscd"],
             "null_card": null_fig.to_json(),
             "commands": {name: fig.to_json() for name, fig in figures.items()},

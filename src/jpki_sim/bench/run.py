@@ -140,7 +140,7 @@ def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
         if "ocsp" in cfg.sections:
             from jpki_sim.bench.ocsp import bench_ocsp
 
-            doc["ocsp"] = bench_ocsp(cfg.quick, work, progress)
+            doc["ocsp"] = bench_ocsp(cfg.quick, work, progress, cfg.ocsp_load)
     doc["total_s"] = time.perf_counter() - t_start
     doc["targets"] = targets(doc)
     return doc
@@ -212,6 +212,8 @@ def print_report(doc: dict[str, Any]) -> None:
                 note += f" (vs its 9000: {pcsc['ratios_vs_9000'][name]:.2f})"
             rows.append((name, f, note))
         slot = "one slot, in turn" if pcsc["same_slot"] else "two slots, interleaved"
+        if not pcsc.get("control", True):
+            slot += "; card served bare, no control layer"
         con.print(timing_table(f"through pcscd + vpcd (pyscard client; {slot})", rows, "APDU/s"))
     elif pcsc:
         con.print(f"[yellow]PC/SC part skipped:[/] {pcsc['skipped']}")
@@ -261,6 +263,10 @@ def print_report(doc: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = Settings.from_args(args)
+    if "ocsp" in cfg.sections:
+        from jpki_sim.bench.ocsp import pick_load
+
+        pick_load(cfg.ocsp_load)  # a missing wrk is a one-line error before anything runs
     progress = Progress(enabled=sys.stderr.isatty() and not args.json)
     try:
         doc = run_all(cfg, progress)

@@ -56,6 +56,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pcsc-wait", type=float, metavar="SECONDS",
                    help="how long to wait for PC/SC test runs to release the readers "
                    "(default 60 with --quick, else 600)")
+    p.add_argument("--pcsc-bare", action="store_true",
+                   help="PC/SC part: serve the card bare (no control wrapper, no control "
+                   "service), the baseline the control layer's cost is measured against")
+    p.add_argument("--ocsp-load", choices=("auto", "wrk", "processes"), default="auto",
+                   help="OCSP part's load generator: wrk (8 connections from one C thread), "
+                   "or 8 Python client processes; auto: wrk when installed")
     p.add_argument(
         "--vpcd-port", type=_ports, default=[35963, 35964], metavar="PORT[,PORT]",
         help="vpcd slot ports: the card's, then the null card's (default 35963,35964); "

@@ -60,6 +60,9 @@ class OcspResponder:
         self._by_bytes: dict[bytes, bytes] = {}
         self._by_key: dict[Any, bytes] = {}
         self._crls: dict[str, bytes] = {}
+        #: RFC 5019 dates of answers served by GET: body -> (Last-Modified, Expires, epoch)
+        self._dates: dict[bytes, tuple[str, str | None, float]] = {}
+        self._crl_paths: dict[str, tuple[TestCA, str]] | None = None
         self._stamp: tuple[Any, ...] = ()
         self._signed_at = time.monotonic()
         #: answers signed (not served from the cache), for the benchmark and tests
@@ -79,15 +82,26 @@ class OcspResponder:
             if any(c.directory == ca.directory for c in self._cas):
                 return
             self._cas = [*self._cas, ca]
+            self._crl_paths = None
             self._drop()
 
     def crl_paths(self) -> dict[str, tuple[TestCA, str]]:
         """URL path -> (CA, which) for the CRLs the certificates name (first CA wins a path)."""
-        out: dict[str, tuple[TestCA, str]] = {}
-        for ca in self._cas:
-            for which in ("auth", "sign"):
-                out.setdefault(urlsplit(ca.crl_url(which)).path, (ca, which))
-        return out
+        paths = self._crl_paths
+        if paths is None:
+            paths = {}
+            for ca in self._cas:
+                for which in ("auth", "sign"):
+                    paths.setdefault(urlsplit(ca.crl_url(which)).path, (ca, which))
+            self._crl_paths = paths
+        return dict(paths)
+
+    def is_crl_path(self, path: str) -> bool:
+        """True when a CRL is served at URL path ``path`` (no copy, for every request)."""
+        paths = self._crl_paths
+        if paths is None:
+            paths = self.crl_paths()
+        return path in paths
 
     # ------------------------------------------------------------ freshness
 
@@ -114,6 +128,7 @@ class OcspResponder:
         self._by_bytes = {}
         self._by_key = {}
         self._crls = {}
+        self._dates = {}
         self._signed_at = time.monotonic()
 
     def invalidate(self) -> None:
@@ -185,6 +200,33 @@ class OcspResponder:
 
     # ------------------------------------------------------------ CRLs
 
+    def cached_crl(self, path: str) -> bytes | None:
+        """The cached DER CRL at URL path ``path``, if signed already (no signing)."""
+        self._fresh()
+        return self._crls.get(path)
+
+    def get_headers(self, body: bytes) -> list[tuple[str, str]]:
+        """RFC 5019 §6.2 caching headers for an answer served by GET (see :func:`http_dates`).
+
+        The dates an answer carries are read once per answer; ``max-age`` is
+        counted from now on each call.
+        """
+        dates = self._dates.get(body)
+        if dates is None:
+            dates = _answer_dates(body)
+            if len(self._dates) >= MAX_CACHED:
+                self._dates = {}
+            self._dates[body] = dates
+        last_modified, expires, next_update = dates
+        if not last_modified:
+            return [("Cache-Control", "no-store")]
+        headers = [("Last-Modified", last_modified)]
+        if expires is not None:
+            age = max(0, int(next_update - time.time()))
+            headers += [("Expires", expires),
+                        ("Cache-Control", f"max-age={age}, public, no-transform, must-revalidate")]
+        return headers
+
     def crl(self, path: str) -> bytes | None:
         """The DER CRL at URL path ``path`` (None: no CRL there)."""
         self._fresh()
@@ -219,6 +261,20 @@ def _query(authority: Any, algorithm: str, serial: int) -> issuer_ocsp.CertQuery
 
 def http_dates(body: bytes) -> dict[str, str]:
     """RFC 5019 §6.2 caching headers of a successful answer (Last-Modified, Expires, ...)."""
+    last_modified, expires, next_update = _answer_dates(body)
+    if not last_modified:
+        return {"Cache-Control": "no-store"}
+    headers = {"Last-Modified": last_modified}
+    if expires is not None:
+        age = max(0, int(next_update - datetime.now(timezone.utc).timestamp()))
+        headers["Expires"] = expires
+        headers["Cache-Control"] = f"max-age={age}, public, no-transform, must-revalidate"
+    return headers
+
+
+def _answer_dates(body: bytes) -> tuple[str, str | None, float]:
+    """(Last-Modified, Expires or None, nextUpdate as epoch seconds) of an answer;
+    ("", None, 0) for an unsuccessful or unreadable one."""
     from email.utils import format_datetime
 
     from cryptography.x509 import ocsp
@@ -226,15 +282,12 @@ def http_dates(body: bytes) -> dict[str, str]:
     try:
         resp = ocsp.load_der_ocsp_response(body)
         if resp.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            return {"Cache-Control": "no-store"}
+            return "", None, 0.0
         produced = resp.produced_at_utc
         nxt = resp.next_update_utc
     except ValueError:
-        return {"Cache-Control": "no-store"}
-    headers = {"Last-Modified": format_datetime(produced, usegmt=True)}
-    if nxt is not None:
-        now = datetime.now(timezone.utc)
-        age = max(0, int((nxt - now).total_seconds()))
-        headers["Expires"] = format_datetime(nxt, usegmt=True)
-        headers["Cache-Control"] = f"max-age={age}, public, no-transform, must-revalidate"
-    return headers
+        return "", None, 0.0
+    if nxt is None:
+        return format_datetime(produced, usegmt=True), None, 0.0
+    return (format_datetime(produced, usegmt=True), format_datetime(nxt, usegmt=True),
+            nxt.timestamp())

@@ -41,7 +41,7 @@ class ControlRunner:
     def start(cls, cards: list[Any], address: str = f"127.0.0.1:{DEFAULT_PORT}", *,
               allow_remote: bool = False, cas: list[Any] | None = None, control: bool = True,
               token_dir: Path | None = None, request_timeout: float = server_mod.REQUEST_TIMEOUT,
-              presign: bool = True) -> ControlRunner:
+              keep_alive: float = server_mod.KEEP_ALIVE, presign: bool = True) -> ControlRunner:
         """Listen on ``address`` and serve; UserError when the address cannot be used."""
         host, port = server_mod.parse_address(address, DEFAULT_PORT)
         if not server_mod.is_loopback(host):
@@ -64,7 +64,9 @@ class ControlRunner:
                 token_file = server_mod.token_path(sock.getsockname()[1], folder)
                 server_mod.write_token(token_file, service.token)
             server = server_mod.ControlServer(build_app(service, control=control), sock,
-                                              request_timeout=request_timeout)
+                                              responder=service.ocsp,
+                                              request_timeout=request_timeout,
+                                              keep_alive=keep_alive)
             server.start()
         except BaseException:
             sock.close()

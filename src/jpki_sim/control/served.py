@@ -34,8 +34,8 @@ from jpki_sim.card.store import CardStore
 from jpki_sim.control import faults as faults_mod
 from jpki_sim.errors import CardFileError, UserError
 from jpki_sim.profiles import registry
-from jpki_sim.profiles.base import Profile
-from jpki_sim.trace.model import REDACTION_BYTE
+from jpki_sim.profiles.base import ISO_SECRET_INSTRUCTIONS, Profile
+from jpki_sim.trace.model import REDACTION_BYTE, SECRET_INS, SECRET_PROPRIETARY_INS
 from jpki_sim.trace.redact import redact_command
 from jpki_sim.transport.vpcd import DropConnection, VpcdBridge
 
@@ -56,6 +56,8 @@ class PowerLost(BaseException):
     """
 
 
+_wall = time.time
+
 #: one trace record: (seq, unix time, kind, command, response, seconds, note);
 #: kind is "apdu", "power" or "control"; command/response None where there is none
 Record = tuple[int, float, str, bytes | None, bytes | None, float, str]
@@ -66,13 +68,19 @@ class TraceBuffer:
 
     def __init__(self, keep: int = TRACE_KEEP) -> None:
         self.records: deque[Record] = deque(maxlen=keep)
-        self._seq = itertools.count(1)
+        #: the records' sequence numbers (next(seq))
+        self.seq = itertools.count(1)
         self.listeners: list[Callable[[Record], None]] = []
 
     def add(self, kind: str, command: bytes | None, response: bytes | None,
             seconds: float = 0.0, note: str = "") -> None:
-        rec = (next(self._seq), time.time(), kind, command, response, seconds, note)
+        rec = (next(self.seq), time.time(), kind, command, response, seconds, note)
         self.records.append(rec)
+        if self.listeners:
+            self.tell(rec)
+
+    def tell(self, rec: Record) -> None:
+        """Give a new record to the listeners (ServedCard.process appends APDUs itself)."""
         for listener in self.listeners:
             try:
                 listener(rec)
@@ -147,7 +155,7 @@ class ServedCard:
         self.reader: str | None = None
         self.atr_override = atr
         self.store: CardStore[Any] = store
-        self.profile: Profile = profile or registry.profile_of(store)
+        self.profile = profile or registry.profile_of(store)
         self._adopt(store)
         self.engine: Any = engine if engine is not None else self._build()
         if engine is not None:
@@ -259,23 +267,57 @@ class ServedCard:
         return atr
 
     def process(self, raw: bytes) -> bytes:
+        # The hot path of every APDU, kept to the least Python (through pcscd, each call
+        # here costs several times what it does in a loop): one flag, the card's lock
+        # (acquire/release, not `with`, whose two method calls cost more than the rest),
+        # two reads of the wall clock (the record's time and the card's ms: a step of
+        # the clock shows in that one record) and one trace record appended in place
+        # (TraceBuffer.add's work, without its call). A command is looked at for
+        # secrets only when its INS may carry one.
         if self._faulty:
             return self._process_with_faults(raw)
-        perf = time.perf_counter
-        with self.lock:
-            t0 = perf()
+        lock = self.lock
+        lock.acquire()
+        try:
+            t0 = _wall()
             resp: bytes = self.engine.process(raw)
-            seconds = perf() - t0
-        self.trace.add("apdu", self._shown(raw), resp, seconds)
+            t1 = _wall()
+        finally:
+            lock.release()
+        trace = self.trace
+        rec = (next(trace.seq), t0, "apdu",
+               self._shown(raw) if len(raw) > 5 and raw[1] in self._secret_ins else raw,
+               resp, t1 - t0, "")
+        trace.records.append(rec)
+        if trace.listeners:
+            trace.tell(rec)
         return resp
 
+    @property
+    def profile(self) -> Profile:
+        return self._profile
+
+    @profile.setter
+    def profile(self, profile: Profile) -> None:
+        self._profile = profile
+        #: INS bytes whose data may be secret under some class: the trace's rule (any
+        #: class, even and odd PIN instructions) and every profile's own (a quick
+        #: filter; _shown decides)
+        self._secret_ins = frozenset(
+            SECRET_INS | SECRET_PROPRIETARY_INS
+            | {key & 0xFF for key in ISO_SECRET_INSTRUCTIONS | profile.secret_instructions
+               | registry.secret_instructions()})
+
     def _shown(self, raw: bytes) -> bytes:
-        """The command as the trace keeps it: secrets masked."""
-        if len(raw) > 5 and self.profile.is_secret(raw):
-            masked, done = redact_command(raw)
-            if not done:  # a profile's own secret instruction: everything after the header
-                masked = raw[:5] + bytes([REDACTION_BYTE]) * (len(raw) - 5)
+        """The command as the trace keeps it: secrets masked (the rule of every trace,
+        redact_command's, and this card's profile's own secret instructions)."""
+        if len(raw) <= 5:
+            return raw
+        masked, done = redact_command(raw)
+        if done:
             return masked
+        if self.profile.is_secret(raw):  # a profile's own: everything after the header
+            return raw[:5] + bytes([REDACTION_BYTE]) * (len(raw) - 5)
         return raw
 
     def _process_with_faults(self, raw: bytes) -> bytes:

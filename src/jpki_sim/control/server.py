@@ -12,7 +12,9 @@
   :data:`KEEP_ALIVE` (uvicorn's own timeout).
 
 uvicorn has no timeout for a request that stops half-way, so its httptools
-protocol is subclassed with one (:func:`timed_protocol`).
+protocol is subclassed with one (:func:`timed_protocol`). Connections start at
+the front door (:mod:`.front`), which answers OCSP and CRLs itself with the
+same limits and hands every other request to that protocol.
 """
 
 from __future__ import annotations
@@ -162,6 +164,11 @@ def timed_protocol(request_timeout: float = REQUEST_TIMEOUT,
             self._disarm()
             self._deadline = self.loop.call_later(request_timeout, self._too_slow)
 
+        def keep_deadline(self, when: float) -> None:
+            """A connection handed over mid-request keeps its deadline (loop time)."""
+            self._disarm()
+            self._deadline = self.loop.call_at(when, self._too_slow)
+
         def _disarm(self) -> None:
             if self._deadline is not None:
                 self._deadline.cancel()
@@ -217,18 +224,32 @@ def timed_protocol(request_timeout: float = REQUEST_TIMEOUT,
 
 
 class ControlServer:
-    """An ASGI app served by uvicorn on one socket, in a thread of its own."""
+    """An ASGI app served by uvicorn on one socket, in a thread of its own.
 
-    def __init__(self, app: Any, sock: socket.socket, *,
+    With ``responder`` (the OCSP responder), every connection starts at the
+    front door (:mod:`.front`): OCSP and CRL requests are answered there from
+    the socket, the rest is handed to uvicorn's protocol and the app.
+    """
+
+    def __init__(self, app: Any, sock: socket.socket, *, responder: Any = None,
                  request_timeout: float = REQUEST_TIMEOUT, keep_alive: float = KEEP_ALIVE,
                  backlog: int = BACKLOG) -> None:
         import uvicorn
 
         self.sock = sock
         self.url = url_of(sock)
+        protocol = timed_protocol(request_timeout)
+        #: the front door every connection starts at (None: uvicorn's protocol alone)
+        self.door: Any = None
+        if responder is not None:
+            from jpki_sim.control.front import FrontDoor, front_protocol
+
+            self.door = FrontDoor(responder, protocol, request_timeout=request_timeout,
+                                  keep_alive=keep_alive, max_header_bytes=MAX_HEADER_BYTES)
+            protocol = front_protocol(self.door)
         self._config = uvicorn.Config(
             app,
-            http=timed_protocol(request_timeout),
+            http=protocol,
             loop="uvloop" if _has_uvloop() else "asyncio",
             lifespan="off",
             log_config=None,
