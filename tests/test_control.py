@@ -321,6 +321,7 @@ def test_the_event_stream_sends_apdus_live(runner: ControlRunner, served: Served
     time.sleep(0.5)
     verify_state(served)
     served.process(EMPTY_VERIFY)
+    served.settle()  # as the bridge does once the answer left
     t.join(10)
     assert [e["command"] for e in got if e["type"] == "apdu"][-3:] == [
         SELECT_JPKI.hex().upper(), SELECT_AUTH_PIN.hex().upper(), "0020008000"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -432,5 +433,31 @@ def test_waits_for_vpcd_to_appear() -> None:
         assert conn.recv(64) == frame(ATR)
         conn.close()
         listener.close()
+    finally:
+        bridge.stop()
+
+
+def test_a_card_settles_its_record_after_the_answer_left(vpcd_peer: FakeVpcd) -> None:
+    """The bridge sends the answer, then calls the card's settle(): the card's own
+    bookkeeping (a served card's trace record) is off the client's wait."""
+    events: list[str] = []
+
+    class SettlingCard(LogCard):
+        def process(self, apdu: bytes) -> bytes:
+            events.append("process")
+            return b"\x90\x00"
+
+        def settle(self) -> None:
+            # the answer is already on its way: the peer can read it
+            events.append("settle")
+
+    bridge = served(SettlingCard(), vpcd_peer)
+    try:
+        vpcd_peer.send(frame(bytes.fromhex("00A40000")))
+        assert vpcd_peer.read_frame() == b"\x90\x00"
+        deadline = time.monotonic() + 5
+        while events != ["process", "settle"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert events == ["process", "settle"]
     finally:
         bridge.stop()

@@ -195,7 +195,7 @@ def build_app(service: ControlService, *, control: bool = True) -> Any:
 
         unsubscribe = [c.trace.subscribe(listener_for(c.index)) for c in cards]
         backlog = sorted(((r[1], c.index, r) for c in cards
-                          for r in list(c.trace.records)[-STREAM_BACKLOG:]),
+                          for r in c.trace.recent(STREAM_BACKLOG)),
                          key=lambda x: x[0])[-STREAM_BACKLOG:]
 
         def event(index: int, rec: Any) -> bytes:

@@ -15,8 +15,10 @@ profile's engine card and adds, for the control service:
 - **the live trace**: a ring buffer of recent APDUs and events, PINs masked
   when recorded (the profile's ``is_secret``), with listeners for the stream.
 
-Without faults, an APDU costs one uncontended lock and a ring-buffer append on
-top of the engine (the benchmark's PC/SC ratios measure it).
+Without faults, an APDU costs one uncontended lock and two clock reads on top of
+the engine; its trace record is made by :meth:`ServedCard.settle`, which the vpcd
+bridge calls after the answer has left (the benchmark's PC/SC ratios measure it,
+with and without the control layer: ``--pcsc-bare``).
 """
 
 from __future__ import annotations
@@ -71,9 +73,14 @@ class TraceBuffer:
         #: the records' sequence numbers (next(seq))
         self.seq = itertools.count(1)
         self.listeners: list[Callable[[Record], None]] = []
+        #: records what the card has not recorded yet (its last APDU), before any read
+        #: or new record: so the trace is always in order and complete when looked at
+        self.flush: Callable[[], None] | None = None
 
     def add(self, kind: str, command: bytes | None, response: bytes | None,
             seconds: float = 0.0, note: str = "") -> None:
+        if self.flush is not None:
+            self.flush()
         rec = (next(self.seq), time.time(), kind, command, response, seconds, note)
         self.records.append(rec)
         if self.listeners:
@@ -96,7 +103,14 @@ class TraceBuffer:
         return unsubscribe
 
     def since(self, seq: int = 0) -> list[Record]:
+        if self.flush is not None:
+            self.flush()
         return [r for r in list(self.records) if r[0] > seq]
+
+    def recent(self, n: int) -> list[Record]:
+        if self.flush is not None:
+            self.flush()
+        return list(self.records)[-n:]
 
 
 def record_json(rec: Record, card: int) -> dict[str, Any]:
@@ -141,6 +155,9 @@ class ServedCard:
         self.label = label or (str(store.path) if store.path else f"card {index}")
         self.lock = threading.RLock()
         self.trace = TraceBuffer()
+        #: the last APDU, until settle() records it (after its answer left)
+        self._unsettled: tuple[bytes, bytes, float, float] | None = None
+        self.trace.flush = self.settle
         self.faults = faults_mod.Faults()
         #: True while any fault is set (the APDU path checks only this)
         self._faulty = False
@@ -276,6 +293,8 @@ class ServedCard:
         # secrets only when its INS may carry one.
         if self._faulty:
             return self._process_with_faults(raw)
+        if self._unsettled is not None:
+            self.settle()
         lock = self.lock
         lock.acquire()
         try:
@@ -284,6 +303,18 @@ class ServedCard:
             t1 = _wall()
         finally:
             lock.release()
+        # recorded by settle(): the bridge calls it once the answer is sent; any other
+        # caller's record is settled at its next command or by the trace's readers
+        self._unsettled = (raw, resp, t0, t1)
+        return resp
+
+    def settle(self) -> None:
+        """Add the last exchange to the trace (kept out of the APDU's answer time)."""
+        pending = self._unsettled
+        if pending is None:
+            return
+        self._unsettled = None
+        raw, resp, t0, t1 = pending
         trace = self.trace
         rec = (next(trace.seq), t0, "apdu",
                self._shown(raw) if len(raw) > 5 and raw[1] in self._secret_ins else raw,
@@ -291,7 +322,6 @@ class ServedCard:
         trace.records.append(rec)
         if trace.listeners:
             trace.tell(rec)
-        return resp
 
     @property
     def profile(self) -> Profile:

@@ -414,6 +414,11 @@ class VpcdBridge:
                 reply = handle(message)
                 if reply is not None:
                     sendall(reply)
+                    # what the card keeps of the exchange (a trace record) is done after
+                    # the answer left: off the client's wait
+                    settle = getattr(self.card, "settle", None)
+                    if settle is not None:
+                        settle()
             if quickack is not None:
                 setopt(tcp, quickack, 1)
             data = recv(RECV_SIZE)
