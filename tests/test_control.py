@@ -540,3 +540,33 @@ def test_openssl_ocsp_verifies_good_and_revoked(ocsp_runner: ControlRunner, serv
         assert "Response verify OK" in out and f"{tmp_path / name}: {want}" in out
         assert "WARNING" not in out  # with a nonce, it is echoed
     assert "Reason: keyCompromise" in out
+
+
+def test_the_cards_front_is_served_with_the_token_and_follows_the_card(
+        runner: ControlRunner, served: ServedCard) -> None:
+    """GET /api/cards/N/face.png: the card's front from its data, as the dashboard shows it."""
+    import io
+
+    from PIL import Image
+
+    status, doc, _ = call(runner, "GET", "/api/cards/0")
+    url = doc["face_image"]
+    assert status == 200 and url.startswith("/api/cards/0/face.png?v=")
+    assert call(runner, "GET", url, token=None)[0] == 401
+    assert call(runner, "GET", url, token="wrong")[0] == 401
+    status, png, headers = call(runner, "GET", url)
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    with Image.open(io.BytesIO(png)) as front:
+        assert (front.format, front.size) == ("PNG", (1270, 828))
+    # with ?token= as the dashboard's <img> asks for it
+    with urllib.request.urlopen(runner.url.rstrip("/") + url + "&token=" + runner.token,
+                                timeout=30) as resp:
+        assert resp.read() == png
+    assert call(runner, "GET", "/api/cards/7/face.png")[0] == 404
+    # a new address: a new picture at a new URL
+    status, doc, _ = call(runner, "POST", "/api/cards/0/issue",
+                          {"address": "東京都清瀬市上清戸１丁目２番３号"})
+    assert status == 200, doc
+    assert doc["face_image"] != url
+    status, again, _ = call(runner, "GET", doc["face_image"])
+    assert status == 200 and again != png
