@@ -147,9 +147,12 @@ def _app_signature(ctx: CheckContext, arg: str | None) -> str | None:
     apdu = CommandApdu.parse(ctx.command)
     if apdu.p1 != 0x00:
         return f"scheme {apdu.p1:02X}: the check knows P1 00 (PKCS#1 v1.5 over the data)"
-    key = load_pem_private_key(facts.card_keys[arg].encode(), password=None,
-                               unsafe_skip_rsa_key_validation=True).public_key()
-    numbers = key.public_numbers()  # type: ignore[union-attr]
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    private = load_pem_private_key(facts.card_keys[arg].encode(), password=None,
+                                   unsafe_skip_rsa_key_validation=True)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    numbers = private.public_key().public_numbers()
     k = (numbers.n.bit_length() + 7) // 8
     if len(ctx.data) != k:
         return f"{len(ctx.data)} bytes, want a {k}-byte signature"
