@@ -22,6 +22,9 @@ class NullCard:
 
     The answer is 9000, except for a short READ BINARY (``00 B0 P1 P2 Le``),
     answered with Ne zero bytes and 9000, as long as the card's own answer.
+    With ``lengths`` (the card's answers to a fixed sequence of APDUs, data and
+    SW), it answers the i-th APDU of the sequence, over and over, with as many
+    bytes (zeros, then 9000): a floor for a whole session of varied commands.
 
     Same socket handling as :class:`jpki_sim.vpcd.VpcdBridge`: TCP_NODELAY,
     TCP_QUICKACK re-armed before and after every ``recv`` (Debian 12's vpcd
@@ -30,8 +33,10 @@ class NullCard:
     frame parser so split or merged messages are handled.
     """
 
-    def __init__(self, port: int, atr: bytes, host: str = "localhost") -> None:
+    def __init__(self, port: int, atr: bytes, host: str = "localhost",
+                 lengths: list[int] | None = None) -> None:
         self.port = port
+        self.lengths = lengths
         self.host = host
         self.atr_frame = len(atr).to_bytes(2, "big") + atr
         self.attached = threading.Event()
@@ -53,6 +58,11 @@ class NullCard:
         sock.setsockopt(tcp, socket.TCP_NODELAY, 1)
         recv, sendall, setopt = sock.recv, sock.sendall, sock.setsockopt
         ok = b"\x00\x02\x90\x00"
+        replies = None
+        if self.lengths:
+            replies = [(n).to_bytes(2, "big") + bytes(n - 2) + b"\x90\x00"
+                       for n in self.lengths]
+        at = 0
         buf = bytearray()
         try:
             while True:
@@ -74,7 +84,10 @@ class NullCard:
                             sendall(self.atr_frame)
                     elif n > 1:
                         self.apdus += 1
-                        if n == 5 and buf[3] == 0xB0:
+                        if replies is not None:
+                            sendall(replies[at])
+                            at = (at + 1) % len(replies)
+                        elif n == 5 and buf[3] == 0xB0:
                             # READ BINARY: Ne zero bytes, so data-returning commands can
                             # be compared with a floor that carries as many bytes
                             ne = buf[6] or 256
@@ -204,12 +217,13 @@ def _attach(start: Callable[[], Any], attached: Any, reader: str) -> None:
 
 
 def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
-          control: bool = True) -> None:
+          control: bool = True, lengths: list[int] | None = None) -> None:
     """Child process: serve one card on ``port`` until ``stop`` is set.
 
     ``control`` False serves the card bare: its engine straight behind the
     bridge, no served-card wrapper (lock, trace, faults) and no control
     service, as before the control layer existed: the baseline of its cost.
+    ``lengths``: the null card replays answers of those lengths (see NullCard).
     """
     import gc
 
@@ -223,7 +237,7 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
     server: Any
     control_runner: Any = None
     if kind == "null":
-        server = NullCard(port, jpki.ATR).start()
+        server = NullCard(port, jpki.ATR, lengths=lengths).start()
     elif not control:
         from jpki_sim.profiles import registry
         from jpki_sim.profiles.jpki.state import new_store
@@ -268,7 +282,8 @@ class HostedCard:
     lock, as with any real client; the null card is hosted the same way.
     """
 
-    def __init__(self, kind: str, port: int, state: Any, control: bool = True) -> None:
+    def __init__(self, kind: str, port: int, state: Any, control: bool = True,
+                 lengths: list[int] | None = None) -> None:
         import multiprocessing
 
         # fork: the child inherits the card state, and `python -m jpki_sim` has no
@@ -277,7 +292,7 @@ class HostedCard:
         self.attached = ctx.Event()
         self._stop = ctx.Event()
         self.process = ctx.Process(target=_host, args=(kind, port, state, self.attached,
-                                                        self._stop, control),
+                                                        self._stop, control, lengths),
                                    name=f"bench-{kind}-{port}", daemon=True)
 
     def start(self) -> None:
