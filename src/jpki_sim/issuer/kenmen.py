@@ -37,7 +37,8 @@ from jpki_sim.profiles.jpki.kenmen_state import OPAQUE_SIZES, Kenmen
 from jpki_sim.profiles.jpki.records_cv import key_id
 from jpki_sim.profiles.jpki.state import CardState
 
-__all__ = ["MF_KEY_ID", "code_values", "issue", "public_key", "rewrite", "set_codes"]
+__all__ = ["MF_KEY_ID", "card_photo", "code_values", "issue", "public_key", "rewrite",
+           "set_codes"]
 
 #: **Chosen**: the identifier of the card key the MF level's 7F21 certifies (the
 #: test CV CA's ``9`` hierarchy; the key itself is the card's own)
@@ -75,6 +76,11 @@ def set_codes(state: CardState, *, full: bool = True) -> None:
         old = state.pins.get(name)
         left = tries if full or old is None or old.value is None else old.tries_left
         state.pins[name] = PinState(value, left, tries)
+
+
+def card_photo(source: bytes) -> bytes:
+    """The card's photo made of any image Pillow reads (UserError for anything else)."""
+    return images.photo_jp2(source)
 
 
 def issue(state: CardState, ca_directory: str | os.PathLike[str],
