@@ -384,8 +384,8 @@ def test_a_new_card_has_a_new_expiry_code_b_and_security_code(
     old_photo = store.state.kenmen.photo  # type: ignore[union-attr]
     issuer.renew_card(store, ca=ca, clock=FixedClock(date(2035, 1, 15)), keys=keys)
     st_ = store.state
-    assert st_.expires == date(2044, 3, 31)  # the 10th birthday after issue
-    assert st_.pins["surface-b"].value == f"{BIRTH_CODE}2044{st_.security_code}" != old_b
+    assert st_.expires == date(2045, 3, 31)  # renewed inside the window: the 11th birthday
+    assert st_.pins["surface-b"].value == f"{BIRTH_CODE}2045{st_.security_code}" != old_b
     assert st_.kenmen is not None and st_.kenmen.photo == old_photo  # the holder's photo stays
     reading = read_card(store, roots)
     assert reading.data["face_expiry"] == f"{st_.expires:%Y%m%d}"
