@@ -80,15 +80,21 @@ def tx(card: Any, hexstr: str) -> tuple[bytes, int]:
 BIRTH_CODE = "050331"
 
 
+def heisei(born: date) -> str:
+    """Era YYMMDD of a birth date in 平成 (1989-01-08 to 2019-04-30): year 1 is 1989."""
+    assert date(1989, 1, 8) <= born <= date(2019, 4, 30)
+    return f"{born.year - 1988:02d}{born.month:02d}{born.day:02d}"
+
+
 def credentials(state: CardState, **kw: Any) -> Credentials:
-    """What the holder reads off the card's face (the default holder's birth date)."""
+    """What the holder reads off the card's face (a holder born in 平成)."""
     ident = state.identity
-    assert ident.birthdate == date(1993, 3, 31)
+    born = heisei(ident.birthdate)
     return Credentials(
         helper_pin=state.pins["helper"].value,
         code_a=ident.my_number,
-        code_b=f"{BIRTH_CODE}{state.expires.year}{state.security_code}",
-        birthdate=BIRTH_CODE,
+        code_b=f"{born}{state.expires.year}{state.security_code}",
+        birthdate=born,
         **kw,
     )
 
@@ -424,6 +430,8 @@ OPERATIONS = st.lists(st.one_of(
     st.tuples(st.just("renew-card"), st.integers(0, 3)),
     st.tuples(st.just("renew"), st.integers(0, 3)),
     st.tuples(st.just("reset"), st.sampled_from(list(jpki.CODES))),
+    st.tuples(st.just("sex"), st.sampled_from(["1", "2", "9", "0"])),
+    st.tuples(st.just("birthdate"), st.dates(date(1989, 2, 1), date(1999, 12, 31))),
     st.tuples(st.just("wrong-code"), st.sampled_from(list(jpki.CODE_EFS))),
 ), min_size=1, max_size=5)
 
@@ -454,6 +462,10 @@ def test_any_lifecycle_keeps_every_record_verifying(
                 assert "renewal opens" in str(exc) or "already run" in str(exc), exc
         elif op == "reset":
             issuer.reset_pin(store, arg, None)
+        elif op == "sex":
+            issuer.change_sex(store, arg, ca=ca, clock=clock)
+        elif op == "birthdate":
+            issuer.change_birthdate(store, arg, ca=ca, clock=clock)
         else:
             issuer.pin_counter(store, arg).verify(b"0" * len(store.state.pins[arg].value or ""))
             if store.state.pins[arg].tries_left == 0:
@@ -462,3 +474,6 @@ def test_any_lifecycle_keeps_every_record_verifying(
         ident = store.state.identity
         assert (reading.data["name"], reading.data["address"]) == (ident.name, ident.address)
         assert reading.data["face_expiry"] == f"{store.state.expires:%Y%m%d}"
+        born = f"{ident.birthdate:%Y%m%d}"
+        assert reading.data["face_birthdate"] == reading.data["age_birthdate"] == born
+        assert (reading.data["birthdate"], reading.data["face_sex"]) == (born, ident.sex)
