@@ -282,6 +282,40 @@ def test_a_mute_card_holds_the_command_until_cleared_or_removed(
     call(runner, "POST", "/api/cards/0/insert")
 
 
+def test_the_trace_is_complete_and_in_order_while_read_from_another_thread(
+        served: ServedCard) -> None:
+    """Exchanges become trace records in batches; a reader in another thread (the API)
+    flushes them: none is lost, none doubled, the numbers follow the exchanges, and a
+    power event lands after the APDUs before it."""
+    from jpki_sim.control.served import TRACE_BATCH
+
+    n = 3 * TRACE_BATCH + 17
+    commands = [bytes.fromhex("00B000") + bytes([i % 256, 1]) for i in range(n)]
+    seen: list[int] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            seen.extend(r[0] for r in served.trace.since(seen[-1] if seen else 0))
+
+    start = served.trace.recent(1)[-1][0]
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    verify_state(served)
+    for c in commands:
+        served.process(c)
+    served.power_off()
+    done.set()
+    t.join(10)
+    records = served.trace.since(start)
+    assert [r[3] for r in records if r[2] == "apdu"] == [SELECT_JPKI, SELECT_AUTH_PIN, *commands]
+    assert records[-1][2:3] == ("power",) and records[-1][6] == "power off"
+    numbers = [r[0] for r in records]
+    assert numbers == list(range(start + 1, start + 1 + len(records)))
+    # what the reader saw along the way: increasing, never the same record twice
+    assert seen == sorted(set(seen))
+
+
 def test_the_trace_masks_pins(runner: ControlRunner, served: ServedCard) -> None:
     verify_state(served)
     served.process(VERIFY_9999)
