@@ -189,6 +189,7 @@ def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession, bare: boo
     assert pcsc["control"] is (not bare)
     assert ("bare" in pcsc["hosting"]) is bare
     assert pcsc["same_slot"] is True and "9000" in pcsc["ratio_method"]
+    assert pcsc["card_cpu"] == expected_card_cpu()
     assert isinstance(pcsc["hosting"], str) and isinstance(pcsc["started_pcscd"], bool)
     reader = pcscd_session.reader_for_port(PORTS[1])
     assert pcsc["readers"] == {"card": reader, "null_card": reader}
@@ -210,6 +211,12 @@ def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession, bare: boo
     ]
 
 
+def expected_card_cpu() -> int | None:
+    """Both hosted cards on the last CPU the benchmark may use; not pinned on one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) >= 2 else None
+
+
 @pytest.mark.pcsc
 def test_the_whole_card_read_through_pcscd(pcscd_session: PcscSession) -> None:
     """The whole-card read of a thorough client against the null card of the same lengths."""
@@ -219,6 +226,7 @@ def test_the_whole_card_read_through_pcscd(pcscd_session: PcscSession) -> None:
     assert_common(doc, ["wholecard"])
     whole = doc["wholecard"]
     assert whole["available"] is True and whole["same_slot"] is True
+    assert whole["card_cpu"] == expected_card_cpu()
     for part in (whole, whole["with_challenge"]):
         assert_figure(part["card"], samples=2)
         assert_figure(part["null_card"], samples=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -229,6 +230,10 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
 
     from jpki_sim.profiles.jpki import ids as jpki
 
+    cpu = card_cpu()
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
     # the child inherits the benchmark's whole heap; a fresh `jpki-sim serve` has
     # a small one. Frozen objects are left out of garbage collections, so the card
     # does not pay for scanning what the benchmark allocated.
@@ -273,6 +278,21 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
         server.stop()
         if control_runner is not None:
             control_runner.stop()
+
+
+def card_cpu() -> int | None:
+    """The CPU every hosted card (ours and the null card) runs on, or None: not pinned.
+
+    Where the scheduler happens to put a card's process (beside the client, beside
+    pcscd) moves a whole run's ratios by several per cent, run to run. Both cards on
+    the same CPU meet the same conditions (only one answers at a time), so the ratio
+    measures the card, not the placement (**Chosen**, docs/performance.md). The last
+    CPU this process may use, when it may use two or more.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) >= 2 else None
 
 
 class HostedCard:
@@ -457,6 +477,7 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
                            if cfg.pcsc_control else "; bare: no control layer, no service")
                         + "); pyscard client here"),
             "control": cfg.pcsc_control,
+            "card_cpu": card_cpu(),
             "started_pcscd": stack["started_pcscd"],
             "null_card": null_fig.to_json(),
             "commands": {name: fig.to_json() for name, fig in figures.items()},

@@ -31,6 +31,7 @@ from jpki_sim.bench.pcsc import (
     HostedCard,
     _attach,
     _reader,
+    card_cpu,
     pcsc_lock,
     pcsc_stack,
 )
@@ -187,6 +188,7 @@ def bench_wholecard(cfg: Settings, state: Any, work: Path, progress: Progress) -
                       "the null card answers each APDU with as many bytes as the card")
     return {**out["read"], "with_challenge": out["read_and_challenge"],
             "ratio_method": method, "same_slot": card_port == null_port,
+            "card_cpu": card_cpu(),
             "readers": {"card": card_reader, "null_card": null_reader}}
 
 
