@@ -97,8 +97,11 @@ def test_quick_json_without_pcsc_has_the_documented_shape() -> None:
     assert sig["ratio"] == pytest.approx(sig["card"]["median"] / sig["bare"]["median"])
 
     iss = doc["issuance"]
-    assert_figure(iss["issue"])
-    assert_figure(iss["renew"])
+    for key in ("issue", "issue_cold", "baseline", "renew"):
+        assert_figure(iss[key])
+    assert iss["keys_per_card"] == 7 and iss["key_stock_fill"] is not None
+    assert iss["ratio"] == pytest.approx(iss["issue"]["median"] / iss["baseline"]["median"])
+    assert doc["wholecard"] is None  # --no-pcsc
     batch = iss["batch"]
     assert batch["cards"] == 2 and batch["workers"] == os.cpu_count()
     assert_figure(batch["per_card"], samples=2)
@@ -115,6 +118,7 @@ def test_quick_json_without_pcsc_has_the_documented_shape() -> None:
         "in-process SELECT-by-FID APDU/s",
         "in-process READ BINARY 256 APDU/s",
         "signature APDU / bare cryptography",
+        "issue (every application) / issue before issue 12",
         "jpki-sim --help ms",
         "OCSP requests/s, kept-alive clients: ours / openssl ocsp",
         "OCSP p99 ms at 8 clients",
@@ -185,6 +189,7 @@ def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession, bare: boo
     assert pcsc["control"] is (not bare)
     assert ("bare" in pcsc["hosting"]) is bare
     assert pcsc["same_slot"] is True and "9000" in pcsc["ratio_method"]
+    assert pcsc["card_cpu"] == expected_card_cpu()
     assert isinstance(pcsc["hosting"], str) and isinstance(pcsc["started_pcscd"], bool)
     reader = pcscd_session.reader_for_port(PORTS[1])
     assert pcsc["readers"] == {"card": reader, "null_card": reader}
@@ -206,6 +211,36 @@ def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession, bare: boo
     ]
 
 
+def expected_card_cpu() -> int | None:
+    """Both hosted cards on the last CPU the benchmark may use; not pinned on one."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) >= 2 else None
+
+
+@pytest.mark.pcsc
+def test_the_whole_card_read_through_pcscd(pcscd_session: PcscSession) -> None:
+    """The whole-card read of a thorough client against the null card of the same lengths."""
+    env = dict(os.environ, JPKI_SIM_PCSC_LOCK_HELD="1")
+    doc = run_bench("--only", "wholecard", "--runs", "2", "--vpcd-port", str(PORTS[1]),
+                    env=env)
+    assert_common(doc, ["wholecard"])
+    whole = doc["wholecard"]
+    assert whole["available"] is True and whole["same_slot"] is True
+    assert whole["card_cpu"] == expected_card_cpu()
+    for part in (whole, whole["with_challenge"]):
+        assert_figure(part["card"], samples=2)
+        assert_figure(part["null_card"], samples=2)
+        assert part["ratio"] == pytest.approx(part["null_card"]["median"]
+                                              / part["card"]["median"])
+    # every application, every EF the PIN and 照合番号A open: a hundred APDUs and more
+    assert whole["apdus"] > 90 and whole["bytes_answered"] > 10_000
+    assert whole["commands"]["VERIFY"] >= 4 and "COMPUTE DIGITAL SIGNATURE" not in whole[
+        "commands"]
+    assert whole["with_challenge"]["commands"]["COMPUTE DIGITAL SIGNATURE"] == 1
+    names = [t["name"] for t in doc["targets"]]
+    assert names == ["PC/SC whole-card read / null card"]
+
+
 # ---------------------------------------------------------------- the hot path and the card file
 
 
@@ -216,6 +251,7 @@ def read_only_apdus() -> list[tuple[str, bytes, bytes]]:
     sel_common = bytes((0x00, 0xA4, 0x04, 0x0C, 0x0A)) + jpki.COMMON_AID
     sel_juki = bytes((0x00, 0xA4, 0x04, 0x0C, 0x0A)) + jpki.JUKI_AID
     sel_manager = bytes((0x00, 0xA4, 0x04, 0x0C, 0x07)) + jpki.CARD_MANAGER_AID
+    sel_surface = bytes((0x00, 0xA4, 0x04, 0x0C, 0x0A)) + jpki.SURFACE_AID
 
     def sel_ef(fid: int) -> bytes:
         return bytes.fromhex("00A4020C02") + fid.to_bytes(2, "big")
@@ -255,6 +291,14 @@ def read_only_apdus() -> list[tuple[str, bytes, bytes]]:
         ("SELECT card manager", sel_manager, b"\x90\x00"),
         ("GET DATA F8 at the MF", bytes.fromhex("00CA00F8000000"), b"\x90\x00"),
         ("GET DATA contact ATR", bytes.fromhex("00CA5F5100"), b"\x90\x00"),
+        ("SELECT surface AP", sel_surface, b"\x90\x00"),
+        ("READ BINARY surface EF 0004 by SFI", bytes.fromhex("00B0840000"), b"\x90\x00"),
+        ("READ BINARY age record unopened", bytes.fromhex("00B0810000"), b"\x69\x82"),
+        ("SELECT 照合番号B", sel_ef(jpki.EF_SURFACE_PIN_B), b"\x90\x00"),
+        ("empty VERIFY 照合番号B", bytes.fromhex("00200080"), b"\x63\xc3"),
+        ("the surface key signs", bytes.fromhex("802A000033")
+         + bytes.fromhex("3031300D060960864801650304020105000420") + bytes(32) + b"\x00",
+         b"\x90\x00"),
     ]
 
 

@@ -93,7 +93,8 @@ def test_the_card_file_round_trips_the_chip(hanako: CardState, tmp_path: Path) -
     assert set(doc["chip"]) == {"serial", "municipality", "atr", "token_label",
                                 "internal_auth_key", "cv_certificates"}
     assert set(doc["chip"]["cv_certificates"]) == {"00F8", "7F21"}
-    assert set(doc["pins"]) == {"auth", "sign", "helper", "juki", "common"}
+    assert set(doc["pins"]) == {"auth", "sign", "helper", "juki", "common", "helper-a",
+                                "helper-b", "birthdate", "surface-b", "surface-a"}
     again = load(tmp_path / "c.json")
     assert again.to_json() == hanako.to_json()
 

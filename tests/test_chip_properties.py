@@ -166,6 +166,8 @@ class WholeChip(RuleBasedStateMachine):
         elif app == "jpki" and p2 != 0x99:
             key = "auth" if p2 == 0x97 else "sign"
             assert sw == (0x6985 if key in self.verified else 0x6982)
+        elif app == "surface" and p2 == 0x9A:
+            assert sw == 0x6985  # key 001A signs with 80 2A only (MC src/card.rs)
         else:
             assert sw == 0x6A88
 

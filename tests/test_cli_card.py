@@ -139,6 +139,12 @@ def test_issue_with_every_option(
         "helper": "8765",
         "juki": "2468",
         "common": "2468",
+        # the 照合番号 keys: what the card face shows (born 昭和55年2月29日, expiring 2024)
+        "helper-a": "123456789018",
+        "surface-a": "123456789018",
+        "birthdate": "550229",
+        "helper-b": "5502292024" + state.security_code,
+        "surface-b": "5502292024" + state.security_code,
     }
 
 

@@ -282,6 +282,40 @@ def test_a_mute_card_holds_the_command_until_cleared_or_removed(
     call(runner, "POST", "/api/cards/0/insert")
 
 
+def test_the_trace_is_complete_and_in_order_while_read_from_another_thread(
+        served: ServedCard) -> None:
+    """Exchanges become trace records in batches; a reader in another thread (the API)
+    flushes them: none is lost, none doubled, the numbers follow the exchanges, and a
+    power event lands after the APDUs before it."""
+    from jpki_sim.control.served import TRACE_BATCH
+
+    n = 3 * TRACE_BATCH + 17
+    commands = [bytes.fromhex("00B000") + bytes([i % 256, 1]) for i in range(n)]
+    seen: list[int] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            seen.extend(r[0] for r in served.trace.since(seen[-1] if seen else 0))
+
+    start = served.trace.recent(1)[-1][0]
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    verify_state(served)
+    for c in commands:
+        served.process(c)
+    served.power_off()
+    done.set()
+    t.join(10)
+    records = served.trace.since(start)
+    assert [r[3] for r in records if r[2] == "apdu"] == [SELECT_JPKI, SELECT_AUTH_PIN, *commands]
+    assert records[-1][2:3] == ("power",) and records[-1][6] == "power off"
+    numbers = [r[0] for r in records]
+    assert numbers == list(range(start + 1, start + 1 + len(records)))
+    # what the reader saw along the way: increasing, never the same record twice
+    assert seen == sorted(set(seen))
+
+
 def test_the_trace_masks_pins(runner: ControlRunner, served: ServedCard) -> None:
     verify_state(served)
     served.process(VERIFY_9999)
@@ -540,3 +574,33 @@ def test_openssl_ocsp_verifies_good_and_revoked(ocsp_runner: ControlRunner, serv
         assert "Response verify OK" in out and f"{tmp_path / name}: {want}" in out
         assert "WARNING" not in out  # with a nonce, it is echoed
     assert "Reason: keyCompromise" in out
+
+
+def test_the_cards_front_is_served_with_the_token_and_follows_the_card(
+        runner: ControlRunner, served: ServedCard) -> None:
+    """GET /api/cards/N/face.png: the card's front from its data, as the dashboard shows it."""
+    import io
+
+    from PIL import Image
+
+    status, doc, _ = call(runner, "GET", "/api/cards/0")
+    url = doc["face_image"]
+    assert status == 200 and url.startswith("/api/cards/0/face.png?v=")
+    assert call(runner, "GET", url, token=None)[0] == 401
+    assert call(runner, "GET", url, token="wrong")[0] == 401
+    status, png, headers = call(runner, "GET", url)
+    assert status == 200 and headers["Content-Type"] == "image/png"
+    with Image.open(io.BytesIO(png)) as front:
+        assert (front.format, front.size) == ("PNG", (1270, 828))
+    # with ?token= as the dashboard's <img> asks for it
+    with urllib.request.urlopen(runner.url.rstrip("/") + url + "&token=" + runner.token,
+                                timeout=30) as resp:
+        assert resp.read() == png
+    assert call(runner, "GET", "/api/cards/7/face.png")[0] == 404
+    # a new address: a new picture at a new URL
+    status, doc, _ = call(runner, "POST", "/api/cards/0/issue",
+                          {"address": "東京都清瀬市上清戸１丁目２番３号"})
+    assert status == 200, doc
+    assert doc["face_image"] != url
+    status, again, _ = call(runner, "GET", doc["face_image"])
+    assert status == 200 and again != png

@@ -126,6 +126,16 @@ def test_dashboard_shows_the_card_blocks_a_pin_and_traces_the_client(
             By.CSS_SELECTOR, "[data-card='0']").text)
         _wait("the live stream", lambda: browser.find_element(By.ID, "connection").text == "live")
 
+        # the card's front, drawn from the card's data, fetched with the token
+        def front_size() -> Any:
+            img = browser.find_element(By.CSS_SELECTOR,
+                                       "[data-card='0'] img[data-role='face-image']")
+            return browser.execute_script(
+                "const i = arguments[0]; return i.complete && i.naturalWidth ? "
+                "[i.naturalWidth, i.naturalHeight] : null", img)
+
+        assert _wait("the card's front", front_size, timeout=30) == [1270, 828]
+
         # a PC/SC client's APDUs appear in the live trace
         with PcscTransport(reader) as t:
             assert t.transmit(SELECT_JPKI) == b"\x90\x00"

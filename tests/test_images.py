@@ -207,3 +207,29 @@ def test_card_face_command(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     code = main(["card", "face", str(card), "--out", str(tmp_path / "no" / "f.png")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_card_face_draws_the_photo_card_issue_was_given(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    photo = tmp_path / "me.png"
+    Image.new("RGB", (350, 450), (128, 128, 128)).save(photo)
+    card = tmp_path / "card.json"
+    assert main(["card", "issue", str(card), "--ca", str(tmp_path / "ca"), "--no-sign-cert",
+                 "--photo", str(photo)]) == 0  # fmt: skip
+    out = tmp_path / "front.png"
+    assert main(["card", "face", str(card), "--out", str(out)]) == 0
+    front = _open(out.read_bytes()).convert("RGB")
+    # the photo's box: 294x378 at (860, 150) on the card, which sits on a 36-pixel margin
+    r, g, b = front.getpixel((36 + 860 + 20, 36 + 150 + 20))
+    assert abs(r - 128) < 12 and r == g == b
+    # not an image: one line, exit 2, no card written
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    capsys.readouterr()
+    code = main(["card", "issue", str(tmp_path / "c2.json"), "--ca", str(tmp_path / "ca"),
+                 "--photo", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Pillow" in err
+    assert not (tmp_path / "c2.json").exists()

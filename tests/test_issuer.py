@@ -110,8 +110,12 @@ def test_issued_card_carries_the_lifecycle_dates(hanako: CardState, test_ca: Tes
     assert len(hanako.application_id) == 23 and hanako.application_id.isdigit()
     assert hanako.application_id.startswith("01203" + "20200827")
     assert len(hanako.security_code) == 4 and hanako.security_code.isdigit()
-    assert {n: p.value for n, p in hanako.pins.items()} == {**PINS, "juki": "1234",
-                                                            "common": "1234"}
+    # the 照合番号 keys hold what the card face shows: born 平成5年3月31日, expiring 2030
+    code_b = "0503312030" + hanako.security_code
+    assert {n: p.value for n, p in hanako.pins.items()} == {
+        **PINS, "juki": "1234", "common": "1234", "helper-a": "012345678903",
+        "surface-a": "012345678903", "birthdate": "050331", "helper-b": code_b,
+        "surface-b": code_b}
     assert hanako.pins["sign"].tries_left == 5 and hanako.pins["auth"].tries_left == 3
     assert hanako.auth is not None and hanako.sign is not None
     assert hanako.auth.key_pem != hanako.sign.key_pem

@@ -351,14 +351,16 @@ def test_every_command_has_help(shell: Shell) -> None:
 
 
 def test_completion_of_commands_and_card_names(shell: Shell) -> None:
-    assert shell.complete("rea") == ["read-binary", "read-cert", "read-record"]
+    assert shell.complete("rea") == ["read-binary", "read-cert", "read-face", "read-helper",
+                                     "read-record"]
     assert shell.complete("read-cert ") == ["auth", "sign", "auth-ca", "sign-ca"]
     assert shell.complete("read-cert a") == ["auth", "auth-ca"]
-    assert shell.complete("verify ") == ["auth", "sign", "helper", "juki", "common"]
+    assert shell.complete("verify ") == ["auth", "sign", "helper", "juki", "common", "helper-a",
+                                         "helper-b", "birthdate", "surface-b", "surface-a"]
     assert shell.complete("select jp") == ["jpki"]
     assert shell.complete("select ju") == ["juki", "juki-key-ref", "juki-pin"]
     assert "auth-pin" in shell.complete("select auth-")
-    assert shell.complete("select my") == ["my-number"]
+    assert shell.complete("select my") == ["my-number", "my-number-image"]
     assert shell.complete("mode ") == ["transparent", "auto"]
     assert shell.complete("sign --k") == ["--key"]
     assert shell.complete("read-cert auth --exp") == ["--expect-sw", "--expect-data"]

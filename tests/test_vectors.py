@@ -396,9 +396,12 @@ def test_profiles_have_what_their_names_say() -> None:
     assert not lifecycle.is_expired(s["cert-expired"].expires, ref)
     assert all(p.tries_left == 0 for p in s["pin-blocked"].pins.values())
     assert s["default"].auth and s["default"].sign
+    kenmen = s["default"].kenmen
+    assert kenmen is not None
     keys = {s["default"].auth.key_pem, s["default"].sign.key_pem,
-            s["default"].info.internal_auth_key}
-    assert len(keys) == 3  # auth, sign and the 共通AP key 0019 all differ
+            s["default"].info.internal_auth_key, *kenmen.keys.values()}
+    # auth, sign, the 共通AP key 0019, helper 0013 and session, surface 001A, MF: all differ
+    assert len(keys) == 7
     assert s["contactless"].info.atr == "contactless-06"
     assert s["old-label"].info.token_label == "JPKIAPICCTOKEN"
     # every card of one CA has its own serial

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -22,6 +23,9 @@ class NullCard:
 
     The answer is 9000, except for a short READ BINARY (``00 B0 P1 P2 Le``),
     answered with Ne zero bytes and 9000, as long as the card's own answer.
+    With ``lengths`` (the card's answers to a fixed sequence of APDUs, data and
+    SW), it answers the i-th APDU of the sequence, over and over, with as many
+    bytes (zeros, then 9000): a floor for a whole session of varied commands.
 
     Same socket handling as :class:`jpki_sim.vpcd.VpcdBridge`: TCP_NODELAY,
     TCP_QUICKACK re-armed before and after every ``recv`` (Debian 12's vpcd
@@ -30,8 +34,10 @@ class NullCard:
     frame parser so split or merged messages are handled.
     """
 
-    def __init__(self, port: int, atr: bytes, host: str = "localhost") -> None:
+    def __init__(self, port: int, atr: bytes, host: str = "localhost",
+                 lengths: list[int] | None = None) -> None:
         self.port = port
+        self.lengths = lengths
         self.host = host
         self.atr_frame = len(atr).to_bytes(2, "big") + atr
         self.attached = threading.Event()
@@ -53,6 +59,11 @@ class NullCard:
         sock.setsockopt(tcp, socket.TCP_NODELAY, 1)
         recv, sendall, setopt = sock.recv, sock.sendall, sock.setsockopt
         ok = b"\x00\x02\x90\x00"
+        replies = None
+        if self.lengths:
+            replies = [(n).to_bytes(2, "big") + bytes(n - 2) + b"\x90\x00"
+                       for n in self.lengths]
+        at = 0
         buf = bytearray()
         try:
             while True:
@@ -74,7 +85,10 @@ class NullCard:
                             sendall(self.atr_frame)
                     elif n > 1:
                         self.apdus += 1
-                        if n == 5 and buf[3] == 0xB0:
+                        if replies is not None:
+                            sendall(replies[at])
+                            at = (at + 1) % len(replies)
+                        elif n == 5 and buf[3] == 0xB0:
                             # READ BINARY: Ne zero bytes, so data-returning commands can
                             # be compared with a floor that carries as many bytes
                             ne = buf[6] or 256
@@ -204,16 +218,21 @@ def _attach(start: Callable[[], Any], attached: Any, reader: str) -> None:
 
 
 def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
-          control: bool = True) -> None:
+          control: bool = True, lengths: list[int] | None = None) -> None:
     """Child process: serve one card on ``port`` until ``stop`` is set.
 
     ``control`` False serves the card bare: its engine straight behind the
     bridge, no served-card wrapper (lock, trace, faults) and no control
     service, as before the control layer existed: the baseline of its cost.
+    ``lengths``: the null card replays answers of those lengths (see NullCard).
     """
     import gc
 
     from jpki_sim.profiles.jpki import ids as jpki
+
+    cpu = card_cpu()
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
 
     # the child inherits the benchmark's whole heap; a fresh `jpki-sim serve` has
     # a small one. Frozen objects are left out of garbage collections, so the card
@@ -223,7 +242,7 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
     server: Any
     control_runner: Any = None
     if kind == "null":
-        server = NullCard(port, jpki.ATR).start()
+        server = NullCard(port, jpki.ATR, lengths=lengths).start()
     elif not control:
         from jpki_sim.profiles import registry
         from jpki_sim.profiles.jpki.state import new_store
@@ -261,6 +280,21 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
             control_runner.stop()
 
 
+def card_cpu() -> int | None:
+    """The CPU every hosted card (ours and the null card) runs on, or None: not pinned.
+
+    Where the scheduler happens to put a card's process (beside the client, beside
+    pcscd) moves a whole run's ratios by several per cent, run to run. Both cards on
+    the same CPU meet the same conditions (only one answers at a time), so the ratio
+    measures the card, not the placement (**Chosen**, docs/performance.md). The last
+    CPU this process may use, when it may use two or more.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return cpus[-1] if len(cpus) >= 2 else None
+
+
 class HostedCard:
     """A card served from a child process, as ``jpki-sim serve`` serves it.
 
@@ -268,7 +302,8 @@ class HostedCard:
     lock, as with any real client; the null card is hosted the same way.
     """
 
-    def __init__(self, kind: str, port: int, state: Any, control: bool = True) -> None:
+    def __init__(self, kind: str, port: int, state: Any, control: bool = True,
+                 lengths: list[int] | None = None) -> None:
         import multiprocessing
 
         # fork: the child inherits the card state, and `python -m jpki_sim` has no
@@ -277,7 +312,7 @@ class HostedCard:
         self.attached = ctx.Event()
         self._stop = ctx.Event()
         self.process = ctx.Process(target=_host, args=(kind, port, state, self.attached,
-                                                        self._stop, control),
+                                                        self._stop, control, lengths),
                                    name=f"bench-{kind}-{port}", daemon=True)
 
     def start(self) -> None:
@@ -442,6 +477,7 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
                            if cfg.pcsc_control else "; bare: no control layer, no service")
                         + "); pyscard client here"),
             "control": cfg.pcsc_control,
+            "card_cpu": card_cpu(),
             "started_pcscd": stack["started_pcscd"],
             "null_card": null_fig.to_json(),
             "commands": {name: fig.to_json() for name, fig in figures.items()},

@@ -14,7 +14,10 @@ the machines this runs on are shared and noisy):
 - issuance (two RSA-2048 key pairs, two certificates), renewal, and batch
   issuance on all cores;
 - start-up of ``jpki-sim --help`` and of ``jpki-sim serve`` until pcscd shows
-  the card.
+  the card;
+- through pcscd, a thorough client's read of the whole card (every EF the helper
+  PIN and 照合番号A open, the MF level, the 共通AP and JPKI AP) against the null
+  card answering each APDU with as many bytes (:mod:`.wholecard`).
 
 Each figure keeps its samples (seconds per operation) and reports median, p95
 (nearest rank), min and max. Only the standard library is imported at module
@@ -37,6 +40,7 @@ from jpki_sim.bench.core import (
     FORMAT,
     PCSC_SIMPLE,
     TARGET_HELP_MS,
+    TARGET_ISSUE_RATIO,
     TARGET_PCSC_RATIO,
     TARGET_READ_BINARY_PER_S,
     TARGET_SELECT_FID_PER_S,
@@ -49,6 +53,7 @@ from jpki_sim.bench.core import (
 from jpki_sim.bench.inprocess import bench_inprocess, bench_signature, make_state
 from jpki_sim.bench.pcsc import PcscUnavailable, bench_pcsc
 from jpki_sim.bench.startup import bench_help, bench_issuance
+from jpki_sim.bench.wholecard import TARGET_WHOLE_CARD_RATIO, bench_wholecard
 
 # ---------------------------------------------------------------- targets and report
 
@@ -76,6 +81,15 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         for name in PCSC_SIMPLE:
             r = pcsc["ratios"][name]
             add(f"PC/SC {name} / null card", f">= {TARGET_PCSC_RATIO}", r, r >= TARGET_PCSC_RATIO)
+    iss = doc.get("issuance")
+    if iss and iss.get("ratio") is not None:
+        add("issue (every application) / issue before issue 12", f"<= {TARGET_ISSUE_RATIO}",
+            iss["ratio"], iss["ratio"] <= TARGET_ISSUE_RATIO)
+    whole = doc.get("wholecard")
+    if whole and whole.get("available"):
+        r = whole["ratio"]
+        add("PC/SC whole-card read / null card", f">= {TARGET_WHOLE_CARD_RATIO}", r,
+            r >= TARGET_WHOLE_CARD_RATIO)
     start = doc.get("startup")
     if start and start.get("help"):
         ms = start["help"]["median"] * 1000
@@ -102,6 +116,7 @@ def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
         "issuance": None,
         "startup": None,
         "pcsc": None,
+        "wholecard": None,
         "ocsp": None,
         "notes": [],
     }
@@ -135,6 +150,13 @@ def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
                 doc["notes"].append(f"PC/SC part skipped: {exc}")
         else:
             doc["pcsc"] = {"available": False, "skipped": "not requested (--no-pcsc or --only)"}
+        if "wholecard" in cfg.sections:
+            try:
+                doc["wholecard"] = {"available": True, "skipped": None,
+                                    **bench_wholecard(cfg, state, work, progress)}
+            except PcscUnavailable as exc:
+                doc["wholecard"] = {"available": False, "skipped": str(exc)}
+                doc["notes"].append(f"whole-card read skipped: {exc}")
         if doc["startup"] is not None and doc["startup"]["serve"] is None:
             doc["startup"]["serve_skipped"] = "needs the PC/SC part"
         if "ocsp" in cfg.sections:
@@ -217,10 +239,29 @@ def print_report(doc: dict[str, Any]) -> None:
         con.print(timing_table(f"through pcscd + vpcd (pyscard client; {slot})", rows, "APDU/s"))
     elif pcsc:
         con.print(f"[yellow]PC/SC part skipped:[/] {pcsc['skipped']}")
+    whole = doc.get("wholecard")
+    if whole and whole.get("available"):
+        ch = whole["with_challenge"]
+        rows = [("null card, same lengths", whole["null_card"], "the transport's limit"),
+                ("whole-card read", whole["card"], f"{whole['ratio']:.2f} × null (paired)"),
+                ("null card, same lengths", ch["null_card"], ""),
+                ("  + surface challenge signed", ch["card"],
+                 f"{ch['ratio']:.2f} × null (paired; not a target)")]
+        con.print(timing_table(f"whole-card read through pcscd ({whole['apdus']} APDUs, "
+                               f"{whole['bytes_answered']:,} bytes answered)", rows, "APDU/s"))
+    elif whole:
+        con.print(f"[yellow]whole-card read skipped:[/] {whole['skipped']}")
     iss = doc.get("issuance")
     if iss:
-        rows = [("issue card (2 keys, 2 certs)", iss["issue"], ""),
-                ("renew (2 keys, 2 certs, revoke)", iss["renew"], "")]
+        rows = [("issue card, keys from the stock", iss["issue"],
+                 f"{iss['keys_per_card']} keys, 2 certs, 5 records, images; "
+                 f"{iss['ratio']:.2f} × before issue 12"),
+                ("issue card, keys made at issue", iss["issue_cold"], "stock empty"),
+                ("before issue 12: 2 keys, 2 certs", iss["baseline"], "the in-run baseline")]
+        if iss.get("key_stock_fill"):
+            rows.append(("filling the key stock, per key", iss["key_stock_fill"],
+                         "ahead of time, on all cores"))
+        rows.append(("renew (2 keys, 2 certs, revoke)", iss["renew"], "keys from the stock"))
         b = iss.get("batch")
         if b:
             rows.append((f"batch: {b['cards']} cards", b["per_card"],

@@ -30,15 +30,49 @@ def _issue_one(ca_dir: str, out: str) -> float:
 
 def bench_issuance(cfg: Settings, state: Any, ca: Any, work: Path,
                    progress: Progress) -> dict[str, Any]:
+    """Issue with a key stock (the counter's way), issue cold (keys made at issue), renew.
+
+    A card has seven key pairs. ``issue`` takes them from the test CA's key stock,
+    filled beforehand (``key_stock_fill``: the cost per key of filling it, side by
+    side on all cores); ``issue_cold`` starts each issue with the stock empty, so
+    its seven keys are generated then, side by side.
+    """
     from jpki_sim.issuer import counter as issuer
+    from jpki_sim.issuer.keystock import KEYS_PER_CARD, KeyStock
     from jpki_sim.issuer.lifecycle import FixedClock
     from jpki_sim.profiles.jpki import ids as jpki
     from jpki_sim.profiles.jpki.state import new_store
 
     issue_fig = Figure("issue_card")
+    cold_fig = Figure("issue_card_cold")
     renew_fig = Figure("renew")
-    task = progress.task("issue and renew", cfg.issues + cfg.renewals)
+    fill_fig = Figure("key_stock_fill")
+    base_fig = Figure("two_keys_two_certificates")
+    stock = KeyStock.of_ca(ca.directory)
     perf = time.perf_counter
+    identity = issuer.default_identity()
+    for _ in range(cfg.issues):
+        # what issuing a card cost before issues 12 and 13: two fresh key pairs, two
+        # certificates (the in-run baseline of the issue-time target)
+        t0 = perf()
+        for which in ("auth", "sign"):
+            key = issuer.generate_key()
+            if which == "auth":
+                ca.issue_auth(key.public_key(), issued=ISSUED, expires=RENEW_AT)
+            else:
+                ca.issue_sign(key.public_key(), identity, issued=ISSUED, expires=RENEW_AT)
+        base_fig.add(perf() - t0)
+    task = progress.task("issue and renew", 2 * cfg.issues + cfg.renewals)
+    for _ in range(cfg.issues):
+        t0 = perf()
+        issuer.issue_card(issuer.default_identity(), ISSUED, ca=ca)
+        cold_fig.add(perf() - t0)
+        progress.advance(task)
+    wanted = KEYS_PER_CARD * cfg.issues + 2 * cfg.renewals + KEYS_PER_CARD * cfg.batch_cards
+    t0 = perf()
+    made = stock.fill(stock.count() + wanted)
+    if made:
+        fill_fig.add((perf() - t0) / made)
     for _ in range(cfg.issues):
         t0 = perf()
         issuer.issue_card(issuer.default_identity(), ISSUED, ca=ca)
@@ -54,6 +88,11 @@ def bench_issuance(cfg: Settings, state: Any, ca: Any, work: Path,
     progress.done(task)
     result: dict[str, Any] = {
         "issue": issue_fig.to_json(),
+        "issue_cold": cold_fig.to_json(),
+        "baseline": base_fig.to_json(),
+        "ratio": issue_fig.median / base_fig.median,
+        "key_stock_fill": fill_fig.to_json() if fill_fig.samples else None,
+        "keys_per_card": KEYS_PER_CARD,
         "renew": renew_fig.to_json(),
         "batch": None,
     }

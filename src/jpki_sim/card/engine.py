@@ -201,6 +201,14 @@ class Card:
             if len(raw) < 4:
                 raise MalformedApdu("command shorter than a header")
             cla = raw[0]
+            if cla == I.CLA_INTERINDUSTRY or cla == I.CLA_PROPRIETARY:
+                # the plain classes (no channel, SM or chaining bits): the CLA byte is
+                # its own group, straight to the table
+                handler = self.instructions.get((cla << 8) | raw[1])
+                if handler is None:
+                    return _INS_NOT_SUPPORTED
+                data = handler(self, CommandApdu.parse(raw))
+                return data + _OK if data else _OK
             if cla == I.CLA_INVALID:
                 return _CLA_NOT_SUPPORTED
             if cla & I.CLA_CHANNEL_BITS or cla & 0xC0 == I.CLA_FURTHER_INTERINDUSTRY:
@@ -229,11 +237,16 @@ class Card:
     # ------------------------------------------------ helpers for handlers
 
     def is_satisfied(self, rule: Access, df: DedicatedFile) -> bool:
-        if rule.kind == "always":
+        kind = rule.kind
+        if kind == "always":
             return True
-        if rule.kind == "pin":
+        if kind == "pin":
             verified = self.verified
-            return any((df.aid, fid) in verified for fid in rule.pins)
+            if verified:
+                aid = df.aid
+                for fid in rule.pins:  # a loop, not any(): on every protected read
+                    if (aid, fid) in verified:
+                        return True
         return False
 
     def require(self, rule: Access, df: DedicatedFile) -> None:
@@ -337,7 +350,9 @@ def read_binary(card: Card, apdu: CommandApdu) -> bytes:
         offset = (p1 << 8) | apdu.p2
     df = card.current_df
     assert df is not None  # an EF is only ever current inside a DF
-    card.require(ef.read, df)
+    rule = ef.read
+    if rule is not ALWAYS and not card.is_satisfied(rule, df):
+        raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
     if not isinstance(ef, TransparentEF):
         raise CardError(SW.COMMAND_INCOMPATIBLE_WITH_FILE)  # a record EF, key or PIN
     content = ef.content

@@ -79,6 +79,21 @@ def configure(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=run_init)
 
+    p = cmds.add_parser(
+        "stock-keys",
+        help="generate RSA keys ahead of time, so that issuing a card takes them (each once)",
+        description=(
+            "Fill the test CA's key stock (<CA dir>/keystock/) up to N keys, generated side "
+            "by side on all cores. `card issue` takes a card's seven key pairs from it, "
+            "each key once, and generates any shortfall then (docs/performance.md)."
+        ),
+        epilog="example: jpki-sim ca stock-keys 70   # keys for ten cards",
+    )
+    p.add_argument("count", type=int, metavar="N", help="the keys the stock should hold")
+    p.add_argument("--ca", metavar="DIR", help="test CA directory (default: user data dir)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=run_stock_keys)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ca", metavar="DIR", help="test CA directory (default: user data dir)")
@@ -253,6 +268,7 @@ def run_init(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from jpki_sim.issuer.ca import TestCA
     from jpki_sim.issuer.cv import CvCA
+    from jpki_sim.issuer.keystock import KeyStock
 
     ca = TestCA.open(args.ca, create=False)
     cv = CvCA.open(ca.directory)
@@ -274,6 +290,7 @@ def run_show(args: argparse.Namespace) -> int:
         },
         "issued": len(records),
         "revoked": sum(1 for r in records if r.revoked),
+        "key_stock": KeyStock.of_ca(ca.directory).count(),
     }
     if args.json:
         print(json.dumps(doc, ensure_ascii=False, indent=1))
@@ -284,4 +301,25 @@ def run_show(args: argparse.Namespace) -> int:
         for root in doc["cv_roots"].values():  # type: ignore[attr-defined]
             print(f"  CV root {root['key_id']}: {root['for']} ({root['file']})")
         print(f"  {doc['issued']} certificates issued, {doc['revoked']} revoked")
+        print(f"  {doc['key_stock']} keys in stock (jpki-sim ca stock-keys N)")
+    return 0
+
+
+def run_stock_keys(args: argparse.Namespace) -> int:
+    import time
+
+    from jpki_sim.issuer.ca import TestCA
+    from jpki_sim.issuer.keystock import KeyStock
+
+    ca = TestCA.open(args.ca, create=False)
+    stock = KeyStock.of_ca(ca.directory)
+    t0 = time.perf_counter()
+    made = stock.fill(args.count)
+    took = time.perf_counter() - t0
+    doc = {"directory": str(stock.directory), "made": made, "keys": stock.count(),
+           "seconds": round(took, 3)}
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        print(f"{stock.directory}: {doc['keys']} keys ({made} made in {took:.1f} s)")
     return 0

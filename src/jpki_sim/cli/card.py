@@ -66,6 +66,10 @@ def configure(sub: Any) -> None:
                         "contactless-06..09) or hex (default contact)")
     p.add_argument("--token-label", metavar="LABEL", choices=("JPKIAPICCTOKEN2", "JPKIAPICCTOKEN"),
                    help="EF 0006's label: JPKIAPICCTOKEN2 (default) or the older JPKIAPICCTOKEN")
+    p.add_argument("--photo", metavar="FILE",
+                   help="the holder's photo (any image Pillow reads: JPEG, PNG, WebP ...); "
+                        "the card stores it as 140x180 greyscale JPEG 2000 (default: a "
+                        "synthetic face)")
     sign = p.add_mutually_exclusive_group()
     sign.add_argument(
         "--no-sign-cert", action="store_true", help="no signature certificate (and no sign PIN)"
@@ -125,9 +129,13 @@ def configure(sub: Any) -> None:
         help="set a forgotten or blocked PIN to a new value (counter, after an ID check)",
     )
     p.add_argument("card", metavar="CARD.json", nargs="?", help=DEFAULT_CARD_HELP)
-    p.add_argument("--pin", required=True, choices=("auth", "sign", "juki", "helper"),
-                   help="the holder secret (juki: the 住基AP and 共通AP keys both)")
-    p.add_argument("--new-pin", metavar="PIN", help="the new PIN (prompted if omitted)")
+    p.add_argument("--pin", required=True,
+                   choices=("auth", "sign", "juki", "helper", "code-a", "code-b", "birthdate"),
+                   help="the holder secret (juki: the 住基AP and 共通AP keys both), or a "
+                        "照合番号: code-a, code-b (their helper and surface AP keys), "
+                        "birthdate (the surface AP's key); a 照合番号 keeps its value")
+    p.add_argument("--new-pin", metavar="PIN",
+                   help="the new PIN (prompted if omitted; none for a 照合番号)")
     _common(p, ca=False)
     p.set_defaults(func=run_reset_pin)
 
@@ -267,6 +275,7 @@ def _status_table(doc: dict[str, Any], path: str) -> None:
     chip = doc["chip"]
     town = chip["municipality"]
     table.add_row("card serial", chip["serial"])
+    table.add_row("security code", f"{c['security_code']} (printed on the front; in 照合番号B)")
     table.add_row("municipality", f"{town['code']} {town['name']}".rstrip())
     table.add_row("variant", f"ATR {chip['atr']}, token {chip['token_label']}")
     for which, label in (("auth", "auth certificate"), ("sign", "sign certificate")):
@@ -295,13 +304,16 @@ def _status_table(doc: dict[str, Any], path: str) -> None:
     grace = f", grace to {hi['grace_ends']}" if hi["grace_ends"] else ""
     table.add_row("health insurance", f"{hi['state']}{grace}")
     for name, pin in doc["pins"].items():
+        from jpki_sim.profiles.jpki.ids import CODE_POLICIES
+
+        name = CODE_POLICIES[name].label if name in CODE_POLICIES else f"{name} PIN"
         if not pin["set"]:
-            table.add_row(f"{name} PIN", "not set")
+            table.add_row(name, "not set")
         else:
             state = (
                 "[red]blocked[/]" if pin["blocked"] else f"{pin['tries_left']}/{pin['max_tries']}"
             )
-            table.add_row(f"{name} PIN", f"tries left {state}")
+            table.add_row(name, f"tries left {state}")
     from datetime import datetime
 
     from jpki_sim.issuer.lifecycle import JST
@@ -350,6 +362,12 @@ def run_issue(args: argparse.Namespace) -> int:
         ident.stay_until = parse_date(args.stay_until, "--stay-until")
     issued = parse_date(args.issued, "--issued") if args.issued is not None else clock.today()
     with_sign = False if args.no_sign_cert else (True if args.sign_cert else None)
+    photo = None
+    if args.photo is not None:
+        try:
+            photo = Path(args.photo).read_bytes()
+        except OSError as exc:
+            raise UserError(f"{args.photo}: {exc.strerror}") from None
     state = issuer.issue_card(
         ident,
         issued,
@@ -362,6 +380,7 @@ def run_issue(args: argparse.Namespace) -> int:
         municipality_name=args.municipality_name,
         atr=args.atr,
         token_label=args.token_label,
+        photo=photo,
     )
     new_store(state, out).commit()  # CardFileError names the file and the reason
     doc = {"path": str(out), **issuer.status(state, clock.today())}
@@ -391,7 +410,8 @@ def _pins(args: argparse.Namespace) -> dict[str, str]:
 #: card issue's options that describe a JPKI holder
 _JPKI_ISSUE_OPTIONS = ("name", "birthdate", "sex", "address", "my_number", "issued",
                        "stay_until", "auth_pin", "sign_pin", "helper_pin", "juki_pin",
-                       "municipality", "municipality_name", "atr", "token_label", "ca")
+                       "municipality", "municipality_name", "atr", "token_label", "ca",
+                       "photo")
 
 
 def _issue_other(args: argparse.Namespace, out: Any, clock: Any) -> int:
@@ -511,15 +531,17 @@ def run_reset_pin(args: argparse.Namespace) -> int:
 
     store = _open_store(args.card)
     args.card = str(store.path)  # the default card named, for the output
+    code = args.pin in jpki.CODES
     new = args.new_pin
-    if new is None:
+    if new is None and not code:
         new = _prompt_pin(f"new {jpki.PIN_POLICIES[args.pin].label}", twice=True)
     issuer.reset_pin(store, args.pin, new)
-    keys = jpki.HOLDER_SECRETS[args.pin]
+    keys = jpki.CODES[args.pin] if code else jpki.HOLDER_SECRETS[args.pin]
     pin = store.state.pins[keys[0]]
     doc = {"path": args.card, "pin": args.pin, "keys": list(keys), "tries_left": pin.tries_left}
     where = f" ({' and '.join(keys)} keys)" if len(keys) > 1 else ""
-    _emit(args, doc, f"{args.pin} PIN reset{where}; {pin.tries_left} tries")
+    what = "counters reset, value kept" if code else "PIN reset"
+    _emit(args, doc, f"{args.pin} {what}{where}; {pin.tries_left} tries")
     return 0
 
 
@@ -536,17 +558,7 @@ def run_face(args: argparse.Namespace) -> int:
     store = _open_store(args.card)
     st = store.state
     ident = st.identity
-    data = FrontData(
-        name=ident.name,
-        address=ident.address,
-        birthdate=ident.birthdate,
-        sex=ident.sex,
-        expires=st.expires,
-        security_code=st.security_code,
-        # the card file keeps no photo yet: a synthetic face, the same for the same card
-        seed=st.application_id.encode(),
-    )
-    png = draw_front(data)
+    png = draw_front(FrontData.of_state(st))
     try:
         write_atomic(out, png, 0o644)
     except OSError as exc:

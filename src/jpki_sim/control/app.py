@@ -222,6 +222,21 @@ def build_app(service: ControlService, *, control: bool = True) -> Any:
         headers = {**_SECURITY_HEADERS, "X-Accel-Buffering": "no"}
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
+    async def face(request: Request) -> Response:
+        """The card's front (PNG), token-protected like the API; versioned URLs may be cached."""
+        from starlette.concurrency import run_in_threadpool
+
+        if not authorized(request):
+            return unauthorized()
+        try:
+            png = await run_in_threadpool(service.face, request.path_params["n"])
+        except NotFound as exc:
+            return error(404, str(exc))
+        except UserError as exc:
+            return error(400, str(exc))
+        return Response(png, 200, {**_SECURITY_HEADERS, "Cache-Control": "private, max-age=3600"},
+                        media_type="image/png")
+
     # ------------------------------------------------------------ the dashboard
 
     async def dashboard(request: Request) -> Response:
@@ -306,6 +321,7 @@ def build_app(service: ControlService, *, control: bool = True) -> Any:
             Route("/api/cards/{n:int}/faults", api(delete_faults), methods=["DELETE"]),
             Route("/api/cards/{n:int}/faults/{kind}", api(delete_faults), methods=["DELETE"]),
             Route("/api/cards/{n:int}/trace", api(get_trace), methods=["GET"]),
+            Route("/api/cards/{n:int}/face.png", face, methods=["GET"]),
             Route("/api/cards/{n:int}/pins/{pin}/{action}", api(post_pin, needs_body=True),
                   methods=["POST"]),
             Route("/api/cards/{n:int}/{action}", api(post_action, needs_body=True),

@@ -110,9 +110,33 @@ def status(served: ServedCard, clock: Clock) -> dict[str, Any]:
     out.update({k: doc[k] for k in ("as_of", "holder", "card", "certificates", "renewal",
                                     "notice", "health_insurance", "revoked")})
     out["ca_dir"] = state.ca_dir
-    # the card face image (issue 13) goes here when the profile can draw one
-    out["face_image"] = None
+    # the card's front (GET it with the token); the version changes with what it shows
+    out["face_image"] = f"/api/cards/{served.index}/face.png?v={face_version(state)}"
     return out
+
+
+def face_version(state: Any) -> str:
+    """A short digest of everything the card's front shows (it names the picture's URL)."""
+    import hashlib
+
+    ident = state.identity
+    kenmen = state.kenmen
+    facts = "\0".join((ident.name, ident.address, ident.birthdate.isoformat(), ident.sex,
+                       state.expires.isoformat(), state.security_code, ident.my_number,
+                       state.info.municipality.name))
+    photo = kenmen.photo if kenmen is not None else b""
+    return hashlib.sha256(facts.encode() + b"\0" + photo).hexdigest()[:16]
+
+
+def face_png(served: ServedCard) -> tuple[str, bytes]:
+    """(version, the front of the card as a PNG), drawn from the card's data."""
+    from jpki_sim.profiles.jpki.cardfront import FrontData, draw_front
+
+    with served.lock:
+        state = _jpki_state(served)
+        version = face_version(state)
+        data = FrontData.of_state(state)
+    return version, draw_front(data)
 
 
 # ---------------------------------------------------------------- the issuer's operations

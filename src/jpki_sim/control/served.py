@@ -15,10 +15,13 @@ profile's engine card and adds, for the control service:
 - **the live trace**: a ring buffer of recent APDUs and events, PINs masked
   when recorded (the profile's ``is_secret``), with listeners for the stream.
 
-Without faults, an APDU costs one uncontended lock and two clock reads on top of
-the engine; its trace record is made by :meth:`ServedCard.settle`, which the vpcd
-bridge calls after the answer has left (the benchmark's PC/SC ratios measure it,
-with and without the control layer: ``--pcsc-bare``).
+Without faults, an APDU costs one uncontended lock, two clock reads and one append
+on top of the engine. Its trace record is made later, in a batch
+(:meth:`ServedCard.flush_trace`): before the trace is read or added to, when
+``TRACE_BATCH`` exchanges wait, and, while someone listens to the stream, right
+after the answer has left (:meth:`ServedCard.settle`, which the vpcd bridge calls).
+The benchmark's PC/SC ratios measure it, with and without the control layer
+(``--pcsc-bare``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,9 @@ class PowerLost(BaseException):
 
 
 _wall = time.time
+
+#: exchanges made trace records together (at most this many wait for a reader)
+TRACE_BATCH = 128
 
 #: one trace record: (seq, unix time, kind, command, response, seconds, note);
 #: kind is "apdu", "power" or "control"; command/response None where there is none
@@ -155,9 +161,11 @@ class ServedCard:
         self.label = label or (str(store.path) if store.path else f"card {index}")
         self.lock = threading.RLock()
         self.trace = TraceBuffer()
-        #: the last APDU, until settle() records it (after its answer left)
-        self._unsettled: tuple[bytes, bytes, float, float] | None = None
-        self.trace.flush = self.settle
+        #: exchanges not yet made trace records (flush_trace); a deque, so the bridge's
+        #: append and a reader's flush from another thread never lose one
+        self._pending: deque[tuple[bytes, bytes, float, float]] = deque()
+        self._flushing = threading.Lock()
+        self.trace.flush = self.flush_trace
         self.faults = faults_mod.Faults()
         #: True while any fault is set (the APDU path checks only this)
         self._faulty = False
@@ -284,17 +292,15 @@ class ServedCard:
         return atr
 
     def process(self, raw: bytes) -> bytes:
-        # The hot path of every APDU, kept to the least Python (through pcscd, each call
-        # here costs several times what it does in a loop): one flag, the card's lock
-        # (acquire/release, not `with`, whose two method calls cost more than the rest),
-        # two reads of the wall clock (the record's time and the card's ms: a step of
-        # the clock shows in that one record) and one trace record appended in place
-        # (TraceBuffer.add's work, without its call). A command is looked at for
-        # secrets only when its INS may carry one.
+        # The hot path of every APDU, kept to the least Python (through pcscd, each step
+        # here costs several times what it does in a loop, the caches being cold after
+        # every round trip): one flag, the card's lock (acquire/release, not `with`),
+        # two reads of the wall clock (the record's time and the card's ms) and one
+        # append. The trace records are made from the appended exchanges in batches
+        # (flush_trace): before anything reads the trace or adds to it, when a batch is
+        # full, and after each answer has left while someone listens (settle).
         if self._faulty:
             return self._process_with_faults(raw)
-        if self._unsettled is not None:
-            self.settle()
         lock = self.lock
         lock.acquire()
         try:
@@ -303,25 +309,33 @@ class ServedCard:
             t1 = _wall()
         finally:
             lock.release()
-        # recorded by settle(): the bridge calls it once the answer is sent; any other
-        # caller's record is settled at its next command or by the trace's readers
-        self._unsettled = (raw, resp, t0, t1)
+        pending = self._pending
+        pending.append((raw, resp, t0, t1))
+        if len(pending) >= TRACE_BATCH:
+            self.flush_trace()
         return resp
 
     def settle(self) -> None:
-        """Add the last exchange to the trace (kept out of the APDU's answer time)."""
-        pending = self._unsettled
-        if pending is None:
+        """After an answer has left (the bridge calls it): tell the trace's listeners now."""
+        if self.trace.listeners and self._pending:
+            self.flush_trace()
+
+    def flush_trace(self) -> None:
+        """Make the trace records of the exchanges not recorded yet, in order."""
+        pending = self._pending
+        if not pending:
             return
-        self._unsettled = None
-        raw, resp, t0, t1 = pending
         trace = self.trace
-        rec = (next(trace.seq), t0, "apdu",
-               self._shown(raw) if len(raw) > 5 and raw[1] in self._secret_ins else raw,
-               resp, t1 - t0, "")
-        trace.records.append(rec)
-        if trace.listeners:
-            trace.tell(rec)
+        secret = self._secret_ins
+        with self._flushing:  # one at a time: the records' numbers follow the exchanges
+            while pending:
+                raw, resp, t0, t1 = pending.popleft()
+                rec = (next(trace.seq), t0, "apdu",
+                       self._shown(raw) if len(raw) > 5 and raw[1] in secret else raw,
+                       resp, t1 - t0, "")
+                trace.records.append(rec)
+                if trace.listeners:
+                    trace.tell(rec)
 
     @property
     def profile(self) -> Profile:

@@ -59,6 +59,8 @@ class ControlService:
             self._add_cas_of(card)
         #: the URL the service answers at, once it listens
         self.url: str | None = None
+        #: the drawn front of each card, with the version of what it shows
+        self._faces: dict[int, tuple[str, bytes]] = {}
 
     def _ocsp_at(self) -> Any:
         return self.status_date.clock.now() if self.status_date.day is not None else None
@@ -126,6 +128,19 @@ class ControlService:
 
     def state(self, index: Any) -> dict[str, Any]:
         return lifecycle.status(self.card(index), self.status_date.clock)
+
+    def face(self, index: Any) -> bytes:
+        """The front of card ``index`` as a PNG; drawn once per version of what it shows."""
+        card = self.card(index)
+        if not lifecycle.is_jpki(card):
+            raise NotFound(f"card {card.index} is a {card.profile.name} card: it has no face")
+        cached = self._faces.get(card.index)
+        state = card.store.state
+        if cached is not None and cached[0] == lifecycle.face_version(state):
+            return cached[1]
+        version, png = lifecycle.face_png(card)
+        self._faces[card.index] = (version, png)
+        return png
 
     def states(self) -> list[dict[str, Any]]:
         return [lifecycle.status(c, self.status_date.clock) for c in self.cards]

@@ -3,20 +3,13 @@
 The card serial (15 digits, unique among the cards of one test CA), the
 issuing municipality, the ATR variant and token label a tester picked, the
 共通AP's INTERNAL AUTHENTICATE key (a new RSA-2048 key per card, from the same
-key source as the JPKI keys), the MF level's CV certificates, and the four
-holder secrets with the PIN keys each is written to.
-
-The CV certificates here are **placeholders** from a throw-away chain (a root
-key and an intermediate made once per process, never stored): the shapes and
-the links are the card's (F8 certified by the root, 7F21 by the key F8
-certifies), but no root a tester can trust signs them. The test CV CA
-(:class:`jpki_sim.issuer.cv.CvCA`, its ``mf_chain``) is to replace them by
-writing its certificates into ``ChipInfo.cv_certificates``.
+key source as the JPKI keys), and the four holder secrets with the PIN keys
+each is written to. The MF level's CV certificates come from the test CV CA
+with the 券面 applications (:mod:`jpki_sim.issuer.kenmen`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
@@ -26,19 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jpki_sim.card.pins import PinState
 from jpki_sim.errors import UserError
-from jpki_sim.issuer.cv import sign_cv
-from jpki_sim.profiles.jpki import chipdata
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki import municipality as towns
-from jpki_sim.profiles.jpki.records_cv import key_id
 from jpki_sim.profiles.jpki.state import CardState, ChipInfo, Municipality
-
-#: key ids of the placeholder chain: ``8`` leads, a hierarchy of no one's (J-LIS keys lead
-#: with 5 or 6, the test CV CA's with 9), so no client takes them for a trusted key
-PLACEHOLDER_ROOT_ID = key_id("8000020", "001")
-PLACEHOLDER_INTERMEDIATE_ID = key_id("8000021", "001")
-PLACEHOLDER_SUBJECT_ID = key_id("8000022", "001")
-
 
 # ---------------------------------------------------------------- the chip's facts
 
@@ -81,24 +64,6 @@ def _pem(key: rsa.RSAPrivateKey) -> str:
     ).decode()
 
 
-@functools.lru_cache(maxsize=1)
-def _placeholder_keys() -> tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey, rsa.RSAPrivateKey]:
-    def generate() -> rsa.RSAPrivateKey:
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    return generate(), generate(), generate()
-
-
-def placeholder_cv_chain() -> dict[int, bytes]:
-    """F8 (root -> intermediate) and 7F21 (intermediate -> a key below), placeholders."""
-    root, intermediate, subject = _placeholder_keys()
-    upper = sign_cv(PLACEHOLDER_ROOT_ID, root, PLACEHOLDER_INTERMEDIATE_ID,
-                    intermediate.public_key())
-    lower = sign_cv(PLACEHOLDER_INTERMEDIATE_ID, intermediate, PLACEHOLDER_SUBJECT_ID,
-                    subject.public_key())
-    return {chipdata.DO_CV_UPPER: upper, chipdata.DO_CV_LOWER: lower}
-
-
 def new_chip(
     ca: Any,
     issued: date,
@@ -116,7 +81,6 @@ def new_chip(
         atr=variant,
         token_label=label,
         internal_auth_key=_pem(keys()),
-        cv_certificates=placeholder_cv_chain(),
     )
 
 
@@ -126,11 +90,15 @@ def new_chip(
 def pin_values(given: Mapping[str, str] | None) -> dict[str, str]:
     """PIN key values from what the holder chose: ``juki`` goes to both 001C keys.
 
+    Values of the 照合番号 keys are ignored (the issuer derives them).
+
     A value for ``common`` alone (a card whose two keys were changed apart,
     renewed with both kept) wins over the shared one.
     """
     out = dict(jpki.DEFAULT_PINS)
     for name, value in (given or {}).items():
+        if name in jpki.CODE_POLICIES:
+            continue  # a 照合番号 is what the card face shows, not the holder's choice
         for key in jpki.HOLDER_SECRETS.get(name, (name,)):
             out[key] = value
     if given and "common" in given:
@@ -149,12 +117,14 @@ def initial_pins(values: Mapping[str, str], *, auth: bool, sign: bool) -> dict[s
 
 
 def reset_keys(which: str) -> tuple[str, ...]:
-    """The PIN keys the counter resets for holder secret (or key) ``which``."""
+    """The PIN keys the counter resets for holder secret, code (or key) ``which``."""
     if which in jpki.HOLDER_SECRETS:
         return jpki.HOLDER_SECRETS[which]
-    if which in jpki.PIN_POLICIES:
+    if which in jpki.CODES:
+        return jpki.CODES[which]
+    if which in jpki.VERIFY_POLICIES:
         return (which,)
-    raise UserError(f"no PIN called {which!r} ({', '.join(jpki.HOLDER_SECRETS)})")
+    raise UserError(f"no PIN called {which!r} ({', '.join([*jpki.HOLDER_SECRETS, *jpki.CODES])})")
 
 
 def status(state: CardState) -> dict[str, Any]:
@@ -168,4 +138,6 @@ def status(state: CardState) -> dict[str, Any]:
         "token_label": info.token_label,
         "internal_auth_key": info.internal_auth_key is not None,
         "cv_certificates": sorted(f"{t:04X}" for t in info.cv_certificates),
+        # the 券面 applications (helper EF 0003-0007, the surface AP) are on the card
+        "kenmen": state.kenmen is not None,
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -23,9 +23,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jpki_sim.card.pins import Attempt, RetryCounter
 from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
-from jpki_sim.issuer import chip, lifecycle
+from jpki_sim.issuer import chip, kenmen, keystock, lifecycle
 from jpki_sim.issuer.ca import TestCA
 from jpki_sim.issuer.certprofile import Which
+from jpki_sim.issuer.keystock import KeyPool as KeyPool
+from jpki_sim.issuer.keystock import KeySource as KeySource
+from jpki_sim.issuer.keystock import generate_key as generate_key
 from jpki_sim.issuer.lifecycle import Clock
 
 # where a card stands: kept importable from here, as the counter's
@@ -40,9 +43,6 @@ from jpki_sim.profiles.jpki.state import (
     Identity,
     KeySlot,
 )
-
-#: a callable handing out a fresh RSA-2048 private key each call
-KeySource = Callable[[], rsa.RSAPrivateKey]
 
 #: the seeds' sample My Number 0123 4567 8901 fails the check digit (it should end in 3)
 DEFAULT_MY_NUMBER = "012345678903"
@@ -76,35 +76,7 @@ def default_identity() -> Identity:
     )
 
 
-# ---------------------------------------------------------------- keys
-
-
-def generate_key() -> rsa.RSAPrivateKey:
-    """A new RSA-2048 key pair, as the chip generates at issue and renewal."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-class KeyPool:
-    """Pre-generated keys handed out in turn (tests: key generation is the slow part).
-
-    It cycles, so a pool shared by many cards must hold more keys than any one
-    card uses (each issue takes two, each renewal two more).
-    """
-
-    def __init__(self, keys: Iterable[rsa.RSAPrivateKey]) -> None:
-        self._keys = list(keys)
-        if not self._keys:
-            raise ValueError("a key pool needs keys")
-        self._next = 0
-
-    @classmethod
-    def generate(cls, n: int) -> KeyPool:
-        return cls(generate_key() for _ in range(n))
-
-    def __call__(self) -> rsa.RSAPrivateKey:
-        key = self._keys[self._next % len(self._keys)]
-        self._next += 1
-        return key
+# ---------------------------------------------------------------- keys (keystock's)
 
 
 def _pem(key: rsa.RSAPrivateKey) -> str:
@@ -240,6 +212,8 @@ def issue_card(
     token_label: str | None = None,
     card_in_window: bool = False,
     cert_in_window: Mapping[str, bool] | None = None,
+    photo: bytes | None = None,
+    card_photo: bytes | None = None,
 ) -> CardState:
     """A new card from the test CA, with the lifecycle's dates.
 
@@ -250,9 +224,11 @@ def issue_card(
     The card is returned, not saved: the caller decides where it lives. ``card_in_window`` (the card
     renews one inside its renewal window) and ``cert_in_window`` (per
     certificate: it renews one inside its window) count one birthday more.
+    ``photo``: any image for the card face (else a synthetic face); ``card_photo``:
+    one as the card stores it (the old card's, at renewal). Keys: ``keys``, else
+    the CA's key stock (:mod:`.keystock`).
     """
     clock = clock or lifecycle.SystemClock()
-    keys = keys or generate_key
     identity = check_identity(identity)
     day = issued or clock.today()
     if day < identity.birthdate:
@@ -279,6 +255,8 @@ def issue_card(
         check_pin(which, value)
     town = chip.municipality(municipality, municipality_name)
     chip.check_variant(atr, token_label)
+    if photo is not None and card_photo is None:
+        card_photo = kenmen.card_photo(photo)  # a bad image is refused before anything is issued
     authority = open_ca(ca)
     windows = cert_in_window or {}
     auth_expires = lifecycle.certificate_expiry(
@@ -289,10 +267,12 @@ def issue_card(
     )
     if with_auth:
         sign_expires = min(sign_expires, auth_expires)  # never past the auth certificate's
+    keys = keystock.keys_for(keystock.KEYS_PER_CARD - (not with_auth) - (not with_sign),
+                             source=keys, ca_directory=authority.directory)
 
     auth = _new_slot(authority, "auth", identity, day, auth_expires, keys) if with_auth else None
     sign = _new_slot(authority, "sign", identity, day, sign_expires, keys) if with_sign else None
-    return CardState(
+    state = CardState(
         identity=identity,
         issued=day,
         expires=card_expires,
@@ -307,6 +287,8 @@ def issue_card(
         chip=chip.new_chip(authority, day, keys=keys, town=town, atr=atr,
                            token_label=token_label),
     )
+    kenmen.issue(state, str(authority.directory), keys, photo=card_photo, photo_source=photo)
+    return state
 
 
 def _new_slot(
@@ -345,7 +327,7 @@ class PinRefused(UserError):
 def pin_counter(store: CardStore[CardState], which: str) -> RetryCounter:
     """PIN ``which``'s counter on the card: the one retry-counter rule, as the chip has it."""
     return RetryCounter(lambda: store.state.pins[which], store,
-                        check_format=jpki.PIN_POLICIES[which].accepts, name=which)
+                        check_format=jpki.VERIFY_POLICIES[which].accepts, name=which)
 
 
 def verify_pin(store: CardStore[CardState], which: str, candidate: str) -> None:
@@ -369,12 +351,23 @@ def verify_pin(store: CardStore[CardState], which: str, candidate: str) -> None:
         raise PinRefused(which, label, counter.tries_left, blocked_before=False)
 
 
-def reset_pin(store: CardStore[CardState], which: str, new_pin: str) -> None:
+def reset_pin(store: CardStore[CardState], which: str, new_pin: str | None) -> None:
     """Set a forgotten or blocked PIN to ``new_pin`` (``juki``: both 001C keys), as the counter.
 
     One transaction: every key of the secret is reset together under the card file's lock.
+    A 照合番号 (``code-a``, ``code-b``, ``birthdate``, or one key of them) takes no new
+    value: what the card face shows stays, the counters of its keys are full again.
     """
     keys = chip.reset_keys(which)
+    if keys[0] in jpki.CODE_POLICIES:
+        if new_pin is not None:
+            raise UserError(f"{which} takes no new value: it is what the card's face shows")
+        with store.transaction():
+            for key in keys:
+                pin_counter(store, key).reset(None)
+        return
+    if new_pin is None:
+        raise UserError(f"the new {jpki.PIN_POLICIES[keys[0]].label} is needed")
     check_pin(keys[0], new_pin)  # the keys of one secret share a policy
     with store.transaction() as state:
         if which in ("auth", "sign") and state.slot(which) is None:
@@ -437,7 +430,6 @@ def renew(
     operation holds the card file's lock.
     """
     clock = clock or lifecycle.SystemClock()
-    keys = keys or generate_key
     at = clock.today()
     with store.transaction() as state:
         if at > state.expires:
@@ -467,6 +459,7 @@ def renew(
         authority = open_ca(ca, state)
         for which in todo:
             verify_pin(store, which, pins[which])
+        keys = keystock.keys_for(len(todo), source=keys, ca_directory=authority.directory)
 
         result = Renewal(at)
         auth_expires = None
@@ -552,7 +545,9 @@ def renew_card(
             raise UserError(
                 f"card renewal opens on {opens} (the card expires on {state.expires})"
             )
-        chosen = {n: p.value for n, p in state.pins.items() if p.value is not None}
+        # the holder's PINs carry over; the 照合番号 are the new card face's
+        chosen = {n: p.value for n, p in state.pins.items()
+                  if p.value is not None and n in jpki.PIN_POLICIES}
         chosen.update(pins or {})
         authority = open_ca(ca, state)
         town = state.info.municipality
@@ -579,6 +574,7 @@ def renew_card(
             token_label=state.info.token_label,
             card_in_window=lifecycle.in_renewal_window(state.expires, at),
             cert_in_window=cert_in_window,
+            card_photo=state.kenmen.photo if state.kenmen is not None else None,
         )
         old = [(w, s) for w in ("auth", "sign") if (s := state.slot(w)) is not None]
         history = list(state.history)
@@ -652,6 +648,8 @@ def change_facts(
             ident.birthdate = birthdate
         if sex is not None:
             ident.sex = sex
+        # the images, the helper data and every record of the 券面 applications, again
+        kenmen.rewrite(state, authority.directory if authority else None)
         store.commit()
         if authority is None or slot is None:
             return None

@@ -39,7 +39,6 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from jpki_sim.card.store import write_atomic
 from jpki_sim.errors import UserError
+from jpki_sim.issuer.keystock import generate_keys
 from jpki_sim.profiles.jpki.records_cv import (
     RsaPublicKey,
     cv_body,
@@ -94,16 +94,6 @@ VERSION = 1
 KEY_BITS = 2048
 
 
-def generate_keys(n: int) -> list[rsa.RSAPrivateKey]:
-    """``n`` fresh RSA-2048 keys, made side by side (OpenSSL releases the GIL)."""
-    if n <= 0:
-        return []
-    if n == 1:
-        return [rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)]
-    with ThreadPoolExecutor(max_workers=min(n, os.cpu_count() or 1, 8)) as pool:
-        return list(pool.map(lambda _: rsa.generate_private_key(65537, KEY_BITS), range(n)))
-
-
 def municipal_key_id(app: App, municipality_code: str) -> bytes:
     """The record-signing key of ``municipality_code`` for ``app``: ``<code>21/000``, ``31``."""
     if len(municipality_code) != 5 or not municipality_code.isdigit():
@@ -118,8 +108,11 @@ def _pem(key: rsa.RSAPrivateKey) -> bytes:
 
 
 def _load_key(path: Path) -> rsa.RSAPrivateKey:
+    # the CA's own files (owner-only, written here): the RSA consistency check of a
+    # foreign key would cost ~35 ms a key, on every issue
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None,
+                                                 unsafe_skip_rsa_key_validation=True)
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: unreadable CV CA key ({exc})") from None
     if not isinstance(key, rsa.RSAPrivateKey) or key.key_size != KEY_BITS:

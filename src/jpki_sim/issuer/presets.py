@@ -18,7 +18,7 @@ Presets:
 ``minor``          a 10-year-old: no signature certificate, card valid 5 years
 ``expired``        issued 2015-04-01: card and certificates expired at its date
 ``cert-expired``   issued 2020-04-01: certificates expired, card still valid
-``pin-blocked``    ``default`` with every PIN blocked (0 tries)
+``pin-blocked``    ``default`` with every PIN and 照合番号 key blocked (0 tries)
 ``contactless``    ``default`` presented as a contactless card (ATR ``contactless-06``)
 ``old-label``      ``default`` with the older token label ``JPKIAPICCTOKEN``
 =================  ============================================================
@@ -47,8 +47,9 @@ if TYPE_CHECKING:
 PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234", "juki": "1234", "common": "1234"}
 
 #: how many card keys one process generates; cards take them in turn, so a
-#: card's auth, sign and 共通AP keys always differ
-KEY_POOL_SIZE = 3
+#: card's seven keys (auth, sign, 共通AP 0019, helper 0013 and session key,
+#: surface 001A, the MF key) always differ
+KEY_POOL_SIZE = 7
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,11 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "pin-blocked",
-            "both certificates, every PIN blocked (0 tries left)",
+            "both certificates, every PIN and 照合番号 key blocked (0 tries left)",
             issued=date(2025, 4, 1),
             reference_date=date(2026, 4, 1),
-            tries={"auth": 0, "sign": 0, "helper": 0, "juki": 0, "common": 0},
+            tries={"auth": 0, "sign": 0, "helper": 0, "juki": 0, "common": 0, "helper-a": 0,
+                   "helper-b": 0, "birthdate": 0, "surface-b": 0, "surface-a": 0},
         ),
         Preset(
             "contactless",

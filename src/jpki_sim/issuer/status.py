@@ -148,6 +148,7 @@ def status(state: CardState, at: date) -> dict[str, Any]:
             "not_yet_valid": before_issue,
             "renewal_opens": card_opens.isoformat(),
             "application_id": state.application_id,
+            "security_code": state.security_code,
             "stay_until": state.identity.stay_until.isoformat()
             if state.identity.stay_until
             else None,

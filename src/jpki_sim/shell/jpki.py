@@ -1,5 +1,8 @@
 """The JPKI card's own shell verbs: certificates, signing, the helper application, renewal.
 
+The 券面 applications' verbs (the 照合番号, ``read-helper``, ``read-face``) are
+:mod:`.kenmen`'s, joined here.
+
 The JPKI profile names this module as its ``shell`` hook; a shell on a JPKI
 card joins :data:`VERBS` with the generic commands of :mod:`.verbs`.
 """
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki.client import JpkiClient
-from jpki_sim.shell import render
+from jpki_sim.shell import kenmen, render
 from jpki_sim.shell.registry import PATHS, Outcome, ShellArgParser, ShellError, VerbSet
 from jpki_sim.shell.verbs import secret
 
@@ -279,3 +282,7 @@ def do_renew(shell: Shell, args: argparse.Namespace) -> Outcome | None:
     shell.print("the card was power-cycled with its new certificates")
     return Outcome(None, " ".join(sorted(result.renewed)))
 
+
+# the 券面 applications' verbs
+VERBS.commands.update(kenmen.VERBS.commands)
+VERBS.aliases.update(kenmen.VERBS.aliases)

@@ -358,6 +358,7 @@ class VpcdBridge:
         setopt = sock.setsockopt
         sendall = sock.sendall
         handle = self._handle
+        card, process, settle = self._bind()
         quickack = _QUICKACK
         tcp = socket.IPPROTO_TCP
         got_message = False
@@ -411,17 +412,44 @@ class VpcdBridge:
                 else:
                     messages = parser.feed(data)
             for message in messages:
-                reply = handle(message)
-                if reply is not None:
+                if len(message) > 1 and self.trace is None and not self.log_apdus:
+                    # the hot path: a command APDU, neither traced nor logged here
+                    # (_handle's work, inlined: through pcscd every call costs)
+                    if self.card is not card:
+                        card, process, settle = self._bind()
+                    try:
+                        resp = process(message)
+                    except DropConnection:
+                        raise
+                    except Exception as exc:  # as in _handle
+                        log.error("%s: card raised %s on %s", self.label, type(exc).__name__,
+                                  redact_pin(message))
+                        resp = SW_NO_PRECISE_DIAGNOSIS
+                    n = len(resp)
+                    if n < 2 or n > MAX_MESSAGE:
+                        log.error("%s: card gave an unusable %d-byte response", self.label, n)
+                        resp, n = SW_NO_PRECISE_DIAGNOSIS, 2
+                    self.apdu_count += 1
+                    sendall(n.to_bytes(2, "big") + resp)
+                else:
+                    reply = handle(message)
+                    if reply is None:
+                        continue
                     sendall(reply)
-                    # what the card keeps of the exchange (a trace record) is done after
-                    # the answer left: off the client's wait
-                    settle = getattr(self.card, "settle", None)
-                    if settle is not None:
-                        settle()
+                    if self.card is not card:
+                        card, process, settle = self._bind()
+                # what the card keeps of the exchange (a trace record) is done after
+                # the answer left: off the client's wait
+                if settle is not None:
+                    settle()
             if quickack is not None:
                 setopt(tcp, quickack, 1)
             data = recv(RECV_SIZE)
+
+    def _bind(self) -> tuple[EmulatedCard, Callable[[bytes], bytes], Callable[[], None] | None]:
+        """The current card, its ``process`` and its ``settle`` (if it has one), bound once."""
+        card = self.card
+        return card, card.process, getattr(card, "settle", None)
 
     def _handle(self, message: bytes) -> bytes | None:
         """One message from vpcd -> the framed reply, or None for no reply."""

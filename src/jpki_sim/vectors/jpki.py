@@ -22,6 +22,9 @@ The JPKI profile names this module as its ``vector_checks`` hook.
                             card's 共通AP key 0019 (emulated cards: the key is on no EF)
 ``contact-atr``             an ATR without its TS byte whose check byte TCK is right
 =========================== ==================================================
+
+The 券面 applications' checks (``cv-ef``, ``signed-record``, ``integrity``,
+``app-signature``) are :mod:`.jpki_kenmen`'s.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 from jpki_sim.iso7816.sw import tries_left
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.vectors.checks import CheckContext, register
+from jpki_sim.vectors.jpki_kenmen import KenmenFacts, kenmen_facts
 
 PROFILE = "jpki"
 CERT_NAMES = ("auth", "sign", "auth-ca", "sign-ca")
@@ -50,6 +54,8 @@ class CardFacts:
     card_info: dict[str, str] | None = None
     #: PEM of 共通AP key 0019 (its private half: the checks take the public one)
     internal_auth_key: str | None = None
+    #: the 券面 applications' roots, EFs and keys (:mod:`.jpki_kenmen`; emulated cards)
+    kenmen: KenmenFacts | None = None
 
     @classmethod
     def from_state(cls, state: Any) -> CardFacts:
@@ -64,6 +70,7 @@ class CardFacts:
             {"serial": info.serial, "municipality": info.municipality.code,
              "expires": state.expires.isoformat()},
             info.internal_auth_key,
+            kenmen_facts(state),
         )
 
 

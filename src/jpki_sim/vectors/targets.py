@@ -176,9 +176,10 @@ class EmulatedTarget(Target):
         assert self.store is not None
         counter = counter_of(self.store, step.pin)
         if step.action == "reset-pin":
-            # what `jpki-sim card reset-pin` does: a new value, a full counter
-            counter.reset(step.value if step.value is not None
-                          else self._presets.pin_value(step.pin))
+            # what `jpki-sim card reset-pin` does: a new value, a full counter; without
+            # a value the one the card had (JPKI's 照合番号 keep theirs), else the profile's
+            value = step.value if step.value is not None else self._pins.get(step.pin)
+            counter.reset(value if value is not None else self._presets.pin_value(step.pin))
         elif step.action == "set-tries":
             assert step.tries is not None
             counter.set_tries(step.tries)

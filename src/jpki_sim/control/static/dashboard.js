@@ -187,7 +187,8 @@
         el("span", { class: "reader", text: (c.reader || c.vpcd || "") })),
       el("div", { class: "body" },
         el("div", { class: "face", "data-role": "face" },
-          c.face_image ? el("img", { src: c.face_image, alt: "card face" })
+          c.face_image ? el("img", { src: c.face_image + "&token=" + encodeURIComponent(token),
+            alt: "card face", "data-role": "face-image" })
             : el("span", { text: "card face" })),
         el("div", { class: "facts" },
           jpki ? el("div", { class: "holder" },

@@ -10,8 +10,6 @@ JICSAP CHANGE KEY (``80 32``), SET SESSION KEY (``80 AE``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from jpki_sim.card.engine import Card, by_current_ef
 from jpki_sim.card.files import (
     ALWAYS,
@@ -32,6 +30,7 @@ from jpki_sim.iso7816.ins import CLA_PROPRIETARY, instruction_key
 from jpki_sim.iso7816.sw import SW
 from jpki_sim.profiles.jpki import chipdata
 from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.kenmen import CardKey, helper_application, surface_application
 from jpki_sim.profiles.jpki.state import CardState
 
 #: capacity of the certificate EFs; the DER is followed by FF filler up to it.
@@ -52,21 +51,8 @@ SIGN_INPUT_LIMITS = {
 SIGNATURE_LENGTH = 256
 
 
-class CardKey:
-    """A private key on the card, parsed from PEM on first use and kept."""
-
-    def __init__(self, pem: str | None) -> None:
-        self.pem = pem
-        self._key: Any = None
-
-    def private_key(self) -> Any:
-        if self.pem is None:
-            return None
-        if self._key is None:
-            from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-            self._key = load_pem_private_key(self.pem.encode(), password=None)
-        return self._key
+def _no_new_value(_value: bytes) -> bool:
+    return False
 
 
 def cert_presence(state: CardState) -> bytes:
@@ -87,11 +73,28 @@ def _cert_ef(fid: int, der: bytes | None, read: Access) -> TransparentEF:
     return TransparentEF(fid, der, read=read, capacity=CERT_EF_CAPACITY)
 
 
+def signing_key(card: Card, p2: int) -> tuple[DedicatedFile, KeyEF]:
+    """The key ``80 2A`` signs with: the EF current (P2=80), named (80|SFI), or P2=00.
+
+    P2=00 is "the application's default key" (MC ``ap/text.rs``, ``ap/surface.rs``):
+    the helper AP's 0013 and the surface AP's 001A. **Chosen**: elsewhere (the JPKI
+    AP, the MF level) P2=00 answers 6A86 as any other unknown P2.
+    """
+    df = card.current_df
+    if p2 == jpki.P2_DEFAULT_KEY:
+        fid = jpki.DEFAULT_SIGNING_KEYS.get(df.aid) if df is not None else None
+        ef = df.files.get(fid) if df is not None and fid is not None else None
+        if df is None or not isinstance(ef, KeyEF):
+            raise CardError(SW.INCORRECT_P1P2)
+        return df, ef
+    return card.referenced_key(p2)
+
+
 def compute_digital_signature(card: Card, apdu: CommandApdu) -> bytes:
-    """``80 2A P1 P2 Lc data [Le]``: sign with the key EF current (P2=80) or named (80|SFI)."""
+    """``80 2A P1 P2 Lc data [Le]``: sign with the key P2 names (:func:`signing_key`)."""
     from jpki_sim.profiles.jpki.signing import sign_scheme
 
-    df, ef = card.referenced_key(apdu.p2)
+    df, ef = signing_key(card, apdu.p2)
     card.require(ef.use, df)
     limits = SIGN_INPUT_LIMITS.get(apdu.p1)
     if limits is None:
@@ -165,7 +168,9 @@ def build_card(
         return RetryCounter(
             lambda: store.state.pins[name],
             store,
-            check_format=jpki.PIN_POLICIES[name].accepts,
+            # the 照合番号 keys take no new value (their value is the card face's)
+            check_format=jpki.PIN_POLICIES[name].accepts if name in jpki.PIN_POLICIES
+            else _no_new_value,
             name=name,
         )
 
@@ -186,32 +191,16 @@ def build_card(
         KeyEF(jpki.EF_SIGN_KEY, CardKey(st.sign.key_pem if st.sign else None), use=sign_pin),
         PinEF(jpki.EF_SIGN_PIN, pin("sign")),
     ]
-    ident = st.identity
-    helper_pin = pin_verified(jpki.EF_HELPER_PIN)
-    helper_files: list[ElementaryFile] = [
-        TransparentEF(
-            jpki.EF_HELPER_MY_NUMBER,
-            records.encode_helper_my_number(ident.my_number),
-            read=helper_pin,
-        ),
-        TransparentEF(
-            jpki.EF_HELPER_BASIC_INFO,
-            records.encode_helper_basic_info(
-                name=ident.name, address=ident.address, birthdate=ident.birthdate, sex=ident.sex
-            ),
-            read=helper_pin,
-        ),
-        PinEF(jpki.EF_HELPER_PIN, pin("helper")),
-    ]
     card_atr = atr or atr_of(st)
     info = st.info
     return Card(
         card_atr,
         [
             DedicatedFile(jpki.JPKI_AID, "jpki", jpki_files),
-            DedicatedFile(jpki.HELPER_AID, "helper", helper_files),
+            helper_application(st, pin),
             common_application(st, pin),
             juki_application(pin),
+            *([surface] if (surface := surface_application(st, pin)) is not None else []),
         ],
         instructions={
             instruction_key(CLA_PROPRIETARY, jpki.INS_COMPUTE_SIGNATURE): compute_digital_signature,

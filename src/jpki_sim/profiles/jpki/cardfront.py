@@ -49,6 +49,22 @@ class FrontData:
     issuer: str = "jpki-sim 試験発行"
     seed: bytes = b""
 
+    @classmethod
+    def of_state(cls, state: Any) -> FrontData:
+        """The front of a card state: its photo as stored (or, in a card file from
+        before the photo was kept, the synthetic face of its holder)."""
+        ident = state.identity
+        kenmen = getattr(state, "kenmen", None)
+        town = state.info.municipality
+        return cls(
+            name=ident.name, address=ident.address, birthdate=ident.birthdate, sex=ident.sex,
+            expires=state.expires, security_code=state.security_code,
+            photo=kenmen.photo if kenmen is not None else None,
+            issuer=f"{town.name}長" if town.name else cls.issuer,
+            # the seed the issuer draws a synthetic face with: the same holder, the same face
+            seed=ident.my_number.encode(),
+        )
+
 
 def era_date(d: date) -> str:
     """``平成 5年 3月31日`` (year 1 written 元年); Gregorian before Meiji."""

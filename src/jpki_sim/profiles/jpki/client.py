@@ -37,6 +37,7 @@ from jpki_sim.iso7816.client import (
 from jpki_sim.iso7816.errors import ApduError, PinError
 from jpki_sim.iso7816.transport import Transport
 from jpki_sim.profiles.jpki import ids as jpki
+from jpki_sim.profiles.jpki.client_kenmen import KenmenClient
 
 __all__ = [
     "ApduError",
@@ -59,10 +60,10 @@ CHANGE_KEY = (jpki.CLA_PROPRIETARY, jpki.INS_CHANGE_KEY, 0x00)
 #: where each PIN is: SELECT its EF, then VERIFY with P2=80 (the current EF)
 JPKI_PINS = {
     name: PinAddress(
-        aid, fid, jpki.PIN_POLICIES[name].max_tries,
+        aid, fid, jpki.VERIFY_POLICIES[name].max_tries,
         change=CHANGE_KEY if name in jpki.CHANGE_KEY_PINS else CHANGE_REFERENCE_DATA,
     )
-    for name, (aid, fid) in jpki.PIN_EFS.items()
+    for name, (aid, fid) in jpki.VERIFY_EFS.items()
 }
 
 
@@ -83,7 +84,7 @@ class BasicInfo:
             return None
 
 
-class JpkiClient(CardClient):
+class JpkiClient(KenmenClient, CardClient):
     """The JPKI card through one transport (see :class:`CardClient` for ``mode``)."""
 
     def __init__(

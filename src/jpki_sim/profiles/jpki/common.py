@@ -111,10 +111,12 @@ def change_key(card: Card, apdu: CommandApdu) -> bytes:
     return b""
 
 
-#: what SET SESSION KEY answers per application (MC: 66F1 in the 共通AP, "the
-#: security environment itself is faulty"; 6982 in the 住基AP and the JPKI AP)
+#: what SET SESSION KEY answers per application (MC: 66F1 in the 共通AP and the
+#: surface AP, "the security environment itself is faulty"; 6982 in the 住基AP and
+#: the JPKI AP)
 SET_SESSION_KEY_ANSWERS = {
     jpki.COMMON_AID: SW.SECURITY_ENVIRONMENT_FAULTY,
+    jpki.SURFACE_AID: SW.SECURITY_ENVIRONMENT_FAULTY,
     jpki.JUKI_AID: SW.SECURITY_STATUS_NOT_SATISFIED,
     jpki.JPKI_AID: SW.SECURITY_STATUS_NOT_SATISFIED,
 }

@@ -34,11 +34,13 @@ JPKI_AID = bytes.fromhex("D392F000260100000001")  # 公的個人認証AP
 HELPER_AID = bytes.fromhex("D3921000310001010408")  # 券面事項入力補助AP
 COMMON_AID = bytes.fromhex("D3921000310001010100")  # 共通カードAP (本人確認業務用)
 JUKI_AID = bytes.fromhex("D3921000310001010401")  # 住基AP
+SURFACE_AID = bytes.fromhex("D3921000310001010402")  # 券面事項確認AP
 #: GlobalPlatform's default Issuer Security Domain: selecting it brings back the
 #: power-on (MF level) state, where GET DATA answers (MC src/mf.rs)
 CARD_MANAGER_AID = bytes.fromhex("A0000001510000")
 
-APPLICATIONS = {"jpki": JPKI_AID, "helper": HELPER_AID, "common": COMMON_AID, "juki": JUKI_AID}
+APPLICATIONS = {"jpki": JPKI_AID, "helper": HELPER_AID, "common": COMMON_AID, "juki": JUKI_AID,
+                "surface": SURFACE_AID}
 
 # JPKI application EFs
 EF_SIGN_CERT = 0x0001
@@ -62,12 +64,32 @@ EF_COMMON_PIN = 0x001C  # 4 digits: the 住民基本台帳用暗証番号's key 
 EF_JUKI_KEY_REFERENCE = 0x0002
 EF_JUKI_PIN = 0x001C
 
-# card-info input helper EFs
+# card-info input helper EFs (MC ap/text.rs; jsapdu KENHOJO_AP_EF)
 EF_HELPER_MY_NUMBER = 0x0001
 EF_HELPER_BASIC_INFO = 0x0002
+EF_HELPER_INTEGRITY = 0x0003  # digests of EF 0001 and 0002, signed
+EF_HELPER_CERTIFICATE = 0x0004  # the application's CV certificate
+EF_HELPER_AP_INFO = 0x0005  # application basic info
+EF_HELPER_SESSION_KEY = 0x0006  # public key for session-key delivery (secure messaging)
+EF_HELPER_SIGNED_KEY = 0x0007  # the public half of key 0013, signed
+EF_HELPER_UNKNOWN = 0x0008  # sixteen FF bytes
 EF_HELPER_PIN = 0x0011
+EF_HELPER_BLOCKED_KEY = 0x0012  # issued blocked: 63C0, 6984
+EF_HELPER_KEY = 0x0013  # the application's own key: 80 2A 00 00 with no credential
 EF_HELPER_PIN_A = 0x0014  # 照合番号A: the My Number
 EF_HELPER_PIN_B = 0x0015  # 照合番号B: era birth date + expiry year + security code
+
+# card-surface application EFs (MC ap/surface.rs; jsapdu KENKAKU_AP_EF)
+EF_SURFACE_AGE = 0x0001  # birth date + the card's key, signed
+EF_SURFACE_FACE = 0x0002  # the card face: images, photo, signature, expiry
+EF_SURFACE_INFO = 0x0003  # application basic info with the municipality code
+EF_SURFACE_CERTIFICATE = 0x0004  # the application's CV certificate
+EF_SURFACE_MY_NUMBER = 0x0005  # the My Number as an image, signed
+EF_SURFACE_UNKNOWN = 0x0006  # sixteen FF bytes
+EF_SURFACE_BIRTHDATE = 0x0011  # key: the birth date, era YYMMDD
+EF_SURFACE_PIN_B = 0x0012  # key: 照合番号B
+EF_SURFACE_PIN_A = 0x0013  # key: 照合番号A
+EF_SURFACE_KEY = 0x001A  # the card's own key: 80 2A 00 00 with no credential
 
 CERT_EFS = {
     "auth": EF_AUTH_CERT,
@@ -94,6 +116,29 @@ HOLDER_SECRETS = {
 }
 #: PINs changed with JICSAP CHANGE KEY (80 32) rather than CHANGE REFERENCE DATA
 CHANGE_KEY_PINS = ("juki", "common")
+
+#: the 照合番号 keys of the 券面 applications: reference data taken from what is
+#: printed on the card (the holder chooses none of them), each key counting its
+#: own tries. Addressed like the PINs: SELECT the key's EF, VERIFY P2=80.
+CODE_EFS = {
+    "helper-a": (HELPER_AID, EF_HELPER_PIN_A),  # 照合番号A: the My Number
+    "helper-b": (HELPER_AID, EF_HELPER_PIN_B),  # 照合番号B
+    "birthdate": (SURFACE_AID, EF_SURFACE_BIRTHDATE),  # era YYMMDD
+    "surface-b": (SURFACE_AID, EF_SURFACE_PIN_B),
+    "surface-a": (SURFACE_AID, EF_SURFACE_PIN_A),
+}
+#: each code printed on the card and the keys it is written to
+CODES = {
+    "code-a": ("helper-a", "surface-a"),
+    "code-b": ("helper-b", "surface-b"),
+    "birthdate": ("birthdate",),
+}
+#: every key a VERIFY reaches: the holder's PINs and the 照合番号 keys
+VERIFY_EFS = {**PIN_EFS, **CODE_EFS}
+#: the applications' own signing keys: ``80 2A 00 00`` (P2 00, "the application's
+#: default key") signs with them, with no credential (MC ap/text.rs, ap/surface.rs)
+DEFAULT_SIGNING_KEYS = {HELPER_AID: EF_HELPER_KEY, SURFACE_AID: EF_SURFACE_KEY}
+P2_DEFAULT_KEY = 0x00
 
 TOKEN_LABEL = "JPKIAPICCTOKEN2"
 #: token labels of the card: the My Number card's, and the older 住基カード's
@@ -127,6 +172,26 @@ PIN_POLICIES = {
     "juki": PinPolicy("resident-registry PIN (住基AP)", 4, 4, 3, r"[0-9]{4}", FOUR_DIGITS),
     "common": PinPolicy("resident-registry PIN (共通AP)", 4, 4, 3, r"[0-9]{4}", FOUR_DIGITS),
 }
+
+#: **Chosen**: 3 tries for every 照合番号 key. The one source that states a limit
+#: (an unattributed data module, PYDEF) gives 3 for the surface AP's 0012 and 0013;
+#: MC only hints at 10 for 照合番号B. The same 3 for the helper AP's 0014/0015 and
+#: the surface birth-date key 0011, which no source counts (docs/protocol.md).
+CODE_TRIES = 3
+CODE_POLICIES = {
+    "helper-a": PinPolicy("照合番号A (helper AP)", 12, 12, CODE_TRIES, r"[0-9]{12}",
+                          "the 12-digit My Number"),
+    "helper-b": PinPolicy("照合番号B (helper AP)", 14, 14, CODE_TRIES, r"[0-9]{14}",
+                          "14 digits: era birth date YYMMDD, expiry year, security code"),
+    "birthdate": PinPolicy("birth date (surface AP)", 6, 6, CODE_TRIES, r"[0-9]{6}",
+                           "the birth date as era YYMMDD"),
+    "surface-b": PinPolicy("照合番号B (surface AP)", 14, 14, CODE_TRIES, r"[0-9]{14}",
+                           "14 digits: era birth date YYMMDD, expiry year, security code"),
+    "surface-a": PinPolicy("照合番号A (surface AP)", 12, 12, CODE_TRIES, r"[0-9]{12}",
+                           "the 12-digit My Number"),
+}
+#: the policy of every key a VERIFY reaches
+VERIFY_POLICIES = {**PIN_POLICIES, **CODE_POLICIES}
 
 #: PINs of the default test card (documented in the README)
 DEFAULT_PINS = {"auth": "1234", "sign": "ABC123", "helper": "1234", "juki": "1234",

@@ -28,8 +28,28 @@ _FILES = {
         "my-number": ids.EF_HELPER_MY_NUMBER,
         "basic-info": ids.EF_HELPER_BASIC_INFO,
         "helper-pin": ids.EF_HELPER_PIN,
+        "integrity": ids.EF_HELPER_INTEGRITY,
+        "helper-cert": ids.EF_HELPER_CERTIFICATE,
+        "helper-info": ids.EF_HELPER_AP_INFO,
+        "session-key": ids.EF_HELPER_SESSION_KEY,
+        "signed-key": ids.EF_HELPER_SIGNED_KEY,
+        "helper-0008": ids.EF_HELPER_UNKNOWN,
+        "blocked-key": ids.EF_HELPER_BLOCKED_KEY,
+        "helper-key": ids.EF_HELPER_KEY,
         "pin-a": ids.EF_HELPER_PIN_A,
         "pin-b": ids.EF_HELPER_PIN_B,
+    },
+    "surface": {
+        "age-record": ids.EF_SURFACE_AGE,
+        "card-face": ids.EF_SURFACE_FACE,
+        "surface-info": ids.EF_SURFACE_INFO,
+        "surface-cert": ids.EF_SURFACE_CERTIFICATE,
+        "my-number-image": ids.EF_SURFACE_MY_NUMBER,
+        "surface-0006": ids.EF_SURFACE_UNKNOWN,
+        "birthdate-key": ids.EF_SURFACE_BIRTHDATE,
+        "surface-pin-b": ids.EF_SURFACE_PIN_B,
+        "surface-pin-a": ids.EF_SURFACE_PIN_A,
+        "surface-key": ids.EF_SURFACE_KEY,
     },
     "common": {
         "card-info": ids.EF_COMMON_CARD_INFO,
@@ -44,7 +64,8 @@ _FILES = {
 }
 
 _PIN_APPS = {"auth": "jpki", "sign": "jpki", "helper": "helper", "juki": "juki",
-             "common": "common"}
+             "common": "common", "helper-a": "helper", "helper-b": "helper",
+             "birthdate": "surface", "surface-b": "surface", "surface-a": "surface"}
 #: JICSAP CHANGE KEY (CLA, INS, P1): how the 住基AP and 共通AP PINs are changed
 _CHANGE_KEY = (CLA_PROPRIETARY, ids.INS_CHANGE_KEY, 0x00)
 
@@ -65,16 +86,16 @@ SW_MEANINGS: dict[int, str] = {
 
 PROFILE = Profile(
     name="jpki",
-    summary="the Japanese My Number card (個人番号カード): JPKI, card-info helper, 共通カード and "
-            "住基 applications",
+    summary="the Japanese My Number card (個人番号カード): JPKI, card-info helper, card-surface, "
+            "共通カード and 住基 applications",
     atrs=dict(ids.ATRS),
     applications=dict(ids.APPLICATIONS),
     state=CODEC,
     build=build_card,
     pins={
-        name: PinRef(name, _PIN_APPS[name], fid, ids.PIN_POLICIES[name],
+        name: PinRef(name, _PIN_APPS[name], fid, ids.VERIFY_POLICIES[name],
                      change=_CHANGE_KEY if name in ids.CHANGE_KEY_PINS else CHANGE_REFERENCE_DATA)
-        for name, (_aid, fid) in ids.PIN_EFS.items()
+        for name, (_aid, fid) in ids.VERIFY_EFS.items()
     },
     files={
         name: FileRef(name, app, fid)

@@ -30,6 +30,8 @@ from jpki_sim.card import store as card_store
 from jpki_sim.card.pins import MAX_TRIES_LIMIT, PinState
 from jpki_sim.card.store import CardStore
 from jpki_sim.errors import CardFileError
+from jpki_sim.profiles.jpki.ids import CODE_EFS
+from jpki_sim.profiles.jpki.kenmen_state import Kenmen
 
 #: ISO 5218 sex codes, as the helper application stores them
 SEX_CODES = {"1": "male", "2": "female", "9": "not applicable", "0": "not known"}
@@ -38,7 +40,11 @@ SEX_CODES = {"1": "male", "2": "female", "9": "not applicable", "0": "not known"
 #: in two keys with their own counters: ``juki`` (住基AP 001C) and ``common``
 #: (共通AP 001C); the counter writes the same value to both, the card changes
 #: and counts each on its own.
-PIN_NAMES = ("auth", "sign", "helper", "juki", "common")
+#: the 照合番号 keys of the 券面 applications (their values are what the card
+#: face shows; the issuer writes them): ``helper-a``, ``helper-b``, ``birthdate``,
+#: ``surface-b``, ``surface-a``
+CODE_NAMES = tuple(CODE_EFS)
+PIN_NAMES = ("auth", "sign", "helper", "juki", "common", *CODE_NAMES)
 #: PINs every card file has; files older than the 住基/共通 APs lack the others,
 #: which then load as never set
 REQUIRED_PIN_NAMES = ("auth", "sign", "helper")
@@ -123,9 +129,9 @@ def pin_state_from_json(d: Any, where: str = "PIN", name: str | None = None) -> 
     if value is not None and not isinstance(value, str):
         raise CardFileError(f"{where}.value: must be a string or null")
     if value is not None and name is not None:
-        from jpki_sim.profiles.jpki.ids import PIN_POLICIES
+        from jpki_sim.profiles.jpki.ids import VERIFY_POLICIES
 
-        policy = PIN_POLICIES.get(name)
+        policy = VERIFY_POLICIES.get(name)
         if policy is not None and not policy.accepts(value.encode("utf-8", "replace")):
             raise CardFileError(f"{where}.value: not a {policy.label} ({policy.describe()})")
     max_tries = _int(d, "max_tries", where)
@@ -301,6 +307,8 @@ class CardState:
     history: list[dict[str, Any]] = field(default_factory=list)
     #: the chip's facts outside the JPKI application (None: derived for old files)
     chip: ChipInfo | None = None
+    #: the 券面 applications' keys, photo and EFs (None: a card file from before them)
+    kenmen: Kenmen | None = None
 
     def __post_init__(self) -> None:
         if self.chip is None:
@@ -336,6 +344,7 @@ class CardState:
             "ca_dir": self.ca_dir,
             "history": self.history,
             "chip": self.info.to_json(),
+            **({"kenmen": self.kenmen.to_json()} if self.kenmen is not None else {}),
         }
 
     @classmethod
@@ -390,7 +399,18 @@ class CardState:
             ca_dir=ca_dir,
             history=_history(d.get("history", [])),
             chip=ChipInfo.from_json(chip) if chip is not None else None,
+            kenmen=_kenmen(d.get("kenmen")),
         )
+
+
+def _kenmen(doc: Any) -> Kenmen | None:
+    """The 券面 applications' data, its keys checked as the JPKI keys are."""
+    if doc is None:
+        return None
+    kenmen = Kenmen.from_json(doc)
+    for name, pem in kenmen.keys.items():
+        _private_key(pem, f"kenmen.keys.{name}")
+    return kenmen
 
 
 # ---------------------------------------------------------------- the card file
