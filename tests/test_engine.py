@@ -142,6 +142,40 @@ def test_read_binary_offsets_and_end() -> None:
     assert tx(card, "00B07FFF01")[1] == "6B00"
 
 
+def handler_answer(card: Card, raw: bytes) -> bytes:
+    """What read_binary itself answers (its data + 9000, or its SW): the general path."""
+    from jpki_sim.card.engine import read_binary
+    from jpki_sim.iso7816.apdu import CommandApdu
+
+    try:
+        return read_binary(card, CommandApdu.parse(raw)) + b"\x90\x00"
+    except CardError as exc:
+        return int(exc.sw).to_bytes(2, "big")
+
+
+@settings(max_examples=300, deadline=None)
+@given(ef=st.sampled_from([None, 0x0001, 0x0002, 0x0003, 0x0004, 0x0010]),
+       verified=st.booleans(), offset=st.integers(0, 0x7FFF), le=st.integers(0, 255))
+def test_read_binary_shortcut_answers_as_the_handler(
+        ef: int | None, verified: bool, offset: int, le: int) -> None:
+    """The engine's shortcut for a short READ BINARY of the current EF answers exactly as
+    read_binary does: any EF kind, with and without the PIN, any offset and Le."""
+    card, _pin, _c = make_card()
+    select_a(card)
+    if verified:
+        assert tx(card, "00 A4 02 0C 02 0010")[1] == "9000"
+        assert tx(card, "00 20 00 80 04 31323334")[1] == "9000"
+    if ef is not None:
+        assert tx(card, f"00 A4 02 0C 02 {ef:04X}")[1] == "9000"
+    else:
+        select_a(card)  # the application again: no current EF
+    raw = bytes([0x00, 0xB0, offset >> 8, offset & 0xFF, le])
+    before = card.current_ef
+    expected = handler_answer(card, raw)
+    assert card.process(raw) == expected
+    assert card.current_ef is before
+
+
 def test_read_binary_extended_le_reads_whole_file() -> None:
     card, _, _ = make_card()
     select_a(card)

@@ -205,6 +205,19 @@ class Card:
                 # the plain classes (no channel, SM or chaining bits): the CLA byte is
                 # its own group, straight to the table
                 handler = self.instructions.get((cla << 8) | raw[1])
+                if handler is read_binary and len(raw) == 5 and not raw[2] & 0x80:
+                    # READ BINARY of the current EF with a short Le, most of any session:
+                    # read_binary's work without its call and the APDU object; anything
+                    # else (no EF, another kind of file, refused, past the end) is left
+                    # to read_binary itself
+                    ef = self.current_ef
+                    if type(ef) is TransparentEF:
+                        rule = ef.read
+                        if rule is ALWAYS or self.is_satisfied(rule, self.current_df):  # type: ignore[arg-type]
+                            content = ef.content
+                            offset = (raw[2] << 8) | raw[3]
+                            if offset < len(content):
+                                return content[offset : offset + (raw[4] or 256)] + _OK
                 if handler is None:
                     return _INS_NOT_SUPPORTED
                 data = handler(self, CommandApdu.parse(raw))
