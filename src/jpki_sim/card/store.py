@@ -107,6 +107,22 @@ def _os_reason(exc: OSError) -> str:
 # ---------------------------------------------------------------- file I/O
 
 
+@contextmanager
+def folder_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the exclusive lock of a folder's files (``FOLDER/.lock``, owner-only) for a while.
+
+    The writers of a folder (a test CA's records, its key stock) take it around a
+    read-modify-write, so two processes never interleave theirs.
+    """
+    fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old or the new file, whole.
 

@@ -24,7 +24,6 @@ re-encoded.
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import secrets
@@ -40,7 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from jpki_sim.card.store import write_atomic
+from jpki_sim.card.store import folder_lock, write_atomic
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import lifecycle
 from jpki_sim.issuer.certprofile import (
@@ -225,7 +224,7 @@ class TestCA:
                 if folder.parent == default_ca_dir().parent:
                     private_dir(folder.parent)  # the user data folder
                 private_dir(folder)
-                with _locked(folder):
+                with folder_lock(folder):
                     if not (folder / "ca.json").exists():
                         cls._create(folder, base_url)
             except OSError as exc:
@@ -410,7 +409,7 @@ class TestCA:
     @contextmanager
     def _db(self) -> Iterator[dict[str, Any]]:
         """Read-modify-write of the database under the CA's lock."""
-        with _locked(self.directory):
+        with folder_lock(self.directory):
             db = self._read_db()
             yield db
             write_atomic(self.directory / "db.json", _dump(db), 0o600)
@@ -488,15 +487,3 @@ class TestCA:
 
 def _dump(doc: Any) -> bytes:
     return (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode()
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-

@@ -35,11 +35,9 @@ use beside the X.509 test CA::
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -47,7 +45,7 @@ from typing import Literal
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from jpki_sim.card.store import write_atomic
+from jpki_sim.card.store import folder_lock, write_atomic
 from jpki_sim.errors import UserError
 from jpki_sim.issuer.keystock import generate_keys
 from jpki_sim.profiles.jpki.records_cv import (
@@ -160,7 +158,7 @@ class CvCA:
                 raise UserError(f"{folder}: no CV CA here (no cv.json)")
             try:
                 folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-                with _locked(folder):
+                with folder_lock(folder):
                     if not (folder / "cv.json").exists():
                         cls._create(folder)
             except OSError as exc:
@@ -243,7 +241,7 @@ class CvCA:
         base = self.directory / "municipal" / f"{app}-{code}"
         key_path, cert_path = base.with_suffix(".key"), base.with_suffix(".cv")
         if not cert_path.exists():
-            with _locked(self.directory):
+            with folder_lock(self.directory):
                 if not cert_path.exists():
                     key = generate_keys(1)[0]
                     write_atomic(key_path, _pem(key), 0o600)
@@ -275,14 +273,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise UserError(f"{path}: unreadable ({exc.strerror})") from None
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

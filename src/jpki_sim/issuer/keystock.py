@@ -19,18 +19,17 @@ CPU; the counter's issue must not (docs/performance.md). So:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from jpki_sim.card.store import write_atomic
+from jpki_sim.card.store import folder_lock, write_atomic
 from jpki_sim.errors import UserError
 
 __all__ = ["KEYS_PER_CARD", "KeyPool", "KeySource", "KeyStock", "generate_key",
@@ -111,15 +110,8 @@ class KeyStock:
     def count(self) -> int:
         return len(self._files())
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
+    def _locked(self) -> AbstractContextManager[None]:
+        return folder_lock(self.directory)
 
     def take(self, n: int) -> list[rsa.RSAPrivateKey]:
         """``n`` keys: from the stock first (each removed from it), the rest made now."""
