@@ -72,6 +72,8 @@ class LogCard:
             return b""  # a broken card: the bridge must not pass this on
         if apdu[1] == 0xEF:
             raise RuntimeError("card bug")
+        if apdu[1] == 0xED:
+            return None  # type: ignore[return-value]  # a card breaking its contract
         return b"\x6d\x00"
 
 
@@ -323,6 +325,8 @@ def test_never_an_empty_frame(vpcd_peer: FakeVpcd) -> None:
         vpcd_peer.send(frame(bytes.fromhex("00EE0000")))  # card answers nothing
         assert vpcd_peer.read_frame() == b"\x6f\x00"
         vpcd_peer.send(frame(bytes.fromhex("00EF0000")))  # card raises
+        assert vpcd_peer.read_frame() == b"\x6f\x00"
+        vpcd_peer.send(frame(bytes.fromhex("00ED0000")))  # card answers None
         assert vpcd_peer.read_frame() == b"\x6f\x00"
         vpcd_peer.send(frame(bytes([GET_ATR])))
         assert vpcd_peer.read_frame() == ATR  # and the bridge is still there

@@ -425,7 +425,7 @@ class VpcdBridge:
                         log.error("%s: card raised %s on %s", self.label, type(exc).__name__,
                                   redact_pin(message))
                         resp = SW_NO_PRECISE_DIAGNOSIS
-                    n = len(resp)
+                    n = len(resp) if resp else 0  # None from a broken card, too
                     if n < 2 or n > MAX_MESSAGE:
                         log.error("%s: card gave an unusable %d-byte response", self.label, n)
                         resp, n = SW_NO_PRECISE_DIAGNOSIS, 2
