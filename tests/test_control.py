@@ -282,6 +282,45 @@ def test_a_mute_card_holds_the_command_until_cleared_or_removed(
     call(runner, "POST", "/api/cards/0/insert")
 
 
+def test_the_bridges_hot_path_follows_the_faults_and_the_engine(served: ServedCard) -> None:
+    """No hot path while a fault is set (the bridge must take process(), which applies
+    it); a new one when the faults are cleared, a counted fault is used up, or the
+    engine is rebuilt (so a bridge holding the old one notices under the lock)."""
+    from jpki_sim.control import faults
+
+    hot = served.hot
+    assert hot is not None and hot[0] == served.engine.process and hot[1] is served.lock
+    served.set_faults(faults.parse({"sw": {"sw": "6A82", "count": 1}}))
+    assert served.hot is None
+    assert served.process(SELECT_JPKI) == b"\x6a\x82"  # the fault, then used up
+    after = served.hot
+    assert after is not None and after is not hot
+    served.rebuild()
+    assert served.hot is not None and served.hot is not after
+    assert served.hot[0] == served.engine.process
+    served.set_faults(faults.parse({"mute": True}))
+    assert served.hot is None
+    served.clear_faults()
+    assert served.hot is not None
+    # the hot path records as process() does, when the bridge calls it after the answer
+    answer, lock, record = served.hot
+    start = served.trace.recent(1)[-1][0]
+    with lock:
+        resp = answer(SELECT_JPKI)
+    assert record == served._pending.append  # no listener: the queue's own append
+    record((SELECT_JPKI, resp, 1.0, 1.5))
+    rec = served.trace.since(start)[-1]
+    assert (rec[2], rec[3], rec[4], rec[5]) == ("apdu", SELECT_JPKI, b"\x90\x00", 0.5)
+    # someone listens to the live trace: the recorder tells them at once
+    told: list[Any] = []
+    unsubscribe = served.trace.subscribe(told.append)
+    assert served.hot is not None and served.hot[2] == served._record
+    served.hot[2]((SELECT_JPKI, resp, 2.0, 2.25))
+    assert [(r[3], r[5]) for r in told] == [(SELECT_JPKI, 0.25)]
+    unsubscribe()
+    assert served.hot is not None and served.hot[2] == served._pending.append
+
+
 def test_the_trace_is_complete_and_in_order_while_read_from_another_thread(
         served: ServedCard) -> None:
     """Exchanges become trace records in batches; a reader in another thread (the API)

@@ -465,3 +465,81 @@ def test_a_card_settles_its_record_after_the_answer_left(vpcd_peer: FakeVpcd) ->
         assert events == ["process", "settle"]
     finally:
         bridge.stop()
+
+
+class SpyLock:
+    """A lock that says when someone waits for it."""
+
+    def __init__(self) -> None:
+        self.inner = threading.Lock()
+        self.waiting = threading.Event()
+        self.held_by_answer = False
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.waiting.set()
+        return self.inner.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self.inner.release()
+
+
+class HotCard(LogCard):
+    """A card offering the bridge a hot path (answer, lock, record)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = SpyLock()
+        self.records: list[tuple[bytes, bytes, bool]] = []
+        self.general = 0
+        self.hot = (self.answer, self.lock, self.record)
+
+    def answer(self, apdu: bytes) -> bytes:
+        self.lock.held_by_answer = self.lock.inner.locked()
+        return b"\x90\x00"
+
+    def record(self, exchange: tuple[bytes, bytes, float, float]) -> None:
+        raw, resp, t0, t1 = exchange
+        self.records.append((raw, resp, t0 <= t1))
+
+    def process(self, apdu: bytes) -> bytes:
+        self.general += 1
+        return b"\x6a\x82"
+
+
+def test_a_hot_path_is_answered_under_its_lock_and_recorded_after_the_answer(
+        vpcd_peer: FakeVpcd) -> None:
+    card = HotCard()
+    bridge = served(card, vpcd_peer)
+    try:
+        apdu = bytes.fromhex("00A4040C00")
+        vpcd_peer.send(frame(apdu))
+        assert vpcd_peer.read_frame() == b"\x90\x00"
+        deadline = time.monotonic() + 5
+        while not card.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert card.records == [(apdu, b"\x90\x00", True)]
+        assert card.lock.held_by_answer and card.general == 0
+        assert bridge.apdu_count == 1
+    finally:
+        bridge.stop()
+
+
+def test_a_hot_path_changed_while_the_bridge_waited_is_not_used(vpcd_peer: FakeVpcd) -> None:
+    """The card swapped its hot path (new engine, faults set) while the bridge waited for
+    the lock: the bridge then asks the card's process, and records nothing itself."""
+    card = HotCard()
+    bridge = served(card, vpcd_peer)
+    try:
+        card.lock.inner.acquire()
+        card.lock.waiting.clear()
+        vpcd_peer.send(frame(bytes.fromhex("00B0000010")))
+        assert card.lock.waiting.wait(5)
+        card.hot = (card.answer, card.lock, card.record)  # the same parts, a new path
+        card.lock.inner.release()
+        assert vpcd_peer.read_frame() == b"\x6a\x82"
+        assert card.general == 1 and card.records == []
+        # and the new path is used from the next command on
+        vpcd_peer.send(frame(bytes.fromhex("00B0000010")))
+        assert vpcd_peer.read_frame() == b"\x90\x00"
+    finally:
+        bridge.stop()

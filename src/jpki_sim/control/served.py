@@ -16,12 +16,14 @@ profile's engine card and adds, for the control service:
   when recorded (the profile's ``is_secret``), with listeners for the stream.
 
 Without faults, an APDU costs one uncontended lock, two clock reads and one append
-on top of the engine. Its trace record is made later, in a batch
-(:meth:`ServedCard.flush_trace`): before the trace is read or added to, when
-``TRACE_BATCH`` exchanges wait, and, while someone listens to the stream, right
-after the answer has left (:meth:`ServedCard.settle`, which the vpcd bridge calls).
-The benchmark's PC/SC ratios measure it, with and without the control layer
-(``--pcsc-bare``).
+on top of the engine, all of them C calls: the vpcd bridge takes the card's hot path
+(``hot``: the engine's ``process``, the lock, the queue's ``append``) and makes
+them itself. The trace records are made later, in a batch
+(:meth:`ServedCard.flush_trace`): before the trace is read or added to, and,
+while someone listens to the stream, right after the answer has left. Other
+callers of :meth:`ServedCard.process` get the same, with a flush every
+``TRACE_BATCH`` exchanges. The benchmark's PC/SC ratios measure it, with and
+without the control layer (``--pcsc-bare``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any
 from jpki_sim.card.store import CardStore
 from jpki_sim.control import faults as faults_mod
 from jpki_sim.errors import CardFileError, UserError
+from jpki_sim.iso7816.transport import HotPath
 from jpki_sim.profiles import registry
 from jpki_sim.profiles.base import ISO_SECRET_INSTRUCTIONS, Profile
 from jpki_sim.trace.model import REDACTION_BYTE, SECRET_INS, SECRET_PROPRIETARY_INS
@@ -79,6 +82,8 @@ class TraceBuffer:
         #: the records' sequence numbers (next(seq))
         self.seq = itertools.count(1)
         self.listeners: list[Callable[[Record], None]] = []
+        #: called when listeners come or go (the served card then renews its hot path)
+        self.on_listeners: Callable[[], None] | None = None
         #: records what the card has not recorded yet (its last APDU), before any read
         #: or new record: so the trace is always in order and complete when looked at
         self.flush: Callable[[], None] | None = None
@@ -102,9 +107,13 @@ class TraceBuffer:
 
     def subscribe(self, listener: Callable[[Record], None]) -> Callable[[], None]:
         self.listeners = [*self.listeners, listener]
+        if self.on_listeners is not None:
+            self.on_listeners()
 
         def unsubscribe() -> None:
             self.listeners = [x for x in self.listeners if x is not listener]
+            if self.on_listeners is not None:
+                self.on_listeners()
 
         return unsubscribe
 
@@ -162,10 +171,12 @@ class ServedCard:
         self.lock = threading.RLock()
         self.trace = TraceBuffer()
         #: exchanges not yet made trace records (flush_trace); a deque, so the bridge's
-        #: append and a reader's flush from another thread never lose one
-        self._pending: deque[tuple[bytes, bytes, float, float]] = deque()
+        #: append and a reader's flush from another thread never lose one. As long as
+        #: the trace keeps: older exchanges no one read are gone, as from the trace
+        self._pending: deque[tuple[bytes, bytes, float, float]] = deque(maxlen=TRACE_KEEP)
         self._flushing = threading.Lock()
         self.trace.flush = self.flush_trace
+        self.trace.on_listeners = self._renew_hot
         self.faults = faults_mod.Faults()
         #: True while any fault is set (the APDU path checks only this)
         self._faulty = False
@@ -182,11 +193,37 @@ class ServedCard:
         self.store: CardStore[Any] = store
         self.profile = profile or registry.profile_of(store)
         self._adopt(store)
-        self.engine: Any = engine if engine is not None else self._build()
+        #: the bridge's way in (iso7816.transport.HotPath): the engine's own process,
+        #: this card's lock and _record; None while faults are set. Renewed whenever
+        #: the engine or the faults change, so a bridge holding an old one notices
+        self.hot: HotPath | None = None
+        self._engine: Any = engine if engine is not None else self._build()
+        self._renew_hot()
         if engine is not None:
             self.powered = bool(getattr(engine, "powered", False))
 
     # ------------------------------------------------------------ the card and its store
+
+    @property
+    def engine(self) -> Any:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: Any) -> None:
+        self._engine = engine
+        self._renew_hot()
+
+    def _renew_hot(self) -> None:
+        """A new hot path for the bridge (a new object even for the same parts).
+
+        Its recorder is the queue's own append (no Python call after each answer)
+        unless someone listens to the live trace: then _record, which tells them.
+        """
+        if self._faulty:
+            self.hot = None
+            return
+        record = self._record if self.trace.listeners else self._pending.append
+        self.hot = (self._engine.process, self.lock, record)
 
     def _build(self) -> Any:
         #: the store's loads the engine was built from (see _refresh)
@@ -305,7 +342,7 @@ class ServedCard:
         lock.acquire()
         try:
             t0 = _wall()
-            resp: bytes = self.engine.process(raw)
+            resp: bytes = self._engine.process(raw)
             t1 = _wall()
         finally:
             lock.release()
@@ -314,6 +351,12 @@ class ServedCard:
         if len(pending) >= TRACE_BATCH:
             self.flush_trace()
         return resp
+
+    def _record(self, exchange: tuple[bytes, bytes, float, float]) -> None:
+        """The bridge's hot path while someone listens: an exchange answered (its answer
+        has left), told to the listeners at once."""
+        self._pending.append(exchange)
+        self.flush_trace()
 
     def settle(self) -> None:
         """After an answer has left (the bridge calls it): tell the trace's listeners now."""
@@ -387,6 +430,8 @@ class ServedCard:
             forced = f.take_sw(ins)
             tear = forced is None and f.take_tear(ins)
             self._faulty = not f.empty
+            if not self._faulty:
+                self._renew_hot()
         if forced is not None:
             self.trace.add("apdu", self._shown(raw), forced, 0.0,
                            "; ".join([*notes, "forced SW (the card never saw it)"]))
@@ -428,6 +473,7 @@ class ServedCard:
                 setattr(self.faults, kind, value)
                 self.faults.hits.pop(kind, None)
             self._faulty = not self.faults.empty
+            self._renew_hot()
             self._cond.notify_all()
         shown = {k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in changes.items()}
         self.trace.add("control", None, None, note=f"faults set: {shown}")
@@ -436,6 +482,7 @@ class ServedCard:
         with self._cond:
             self.faults.clear(kind)
             self._faulty = not self.faults.empty
+            self._renew_hot()
             self._cond.notify_all()
         self.trace.add("control", None, None, note=f"faults cleared: {kind or 'all'}")
 

@@ -7,6 +7,7 @@ the vector runner and the tests run unchanged against any of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -29,8 +30,33 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+class CardLock(Protocol):
+    """A lock (``threading.Lock`` / ``RLock``)."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+#: what a card may offer a bridge for its commands (the ``hot`` attribute, optional):
+#: the function that answers an APDU, the lock to hold around it, and a recorder the
+#: bridge calls once the answer has left, with one tuple (command, answer, time
+#: before, time after): a plain ``deque.append`` will do. The bridge uses it only
+#: while ``card.hot`` is still the same object once it holds the lock; otherwise it
+#: calls ``card.process``.
+HotPath = tuple[
+    Callable[[bytes], bytes],
+    CardLock,
+    Callable[[tuple[bytes, bytes, float, float]], None],
+]
+
+
 class EmulatedCard(Protocol):
-    """What the card engine offers to bridges (vpcd) and the in-process transport."""
+    """What the card engine offers to bridges (vpcd) and the in-process transport.
+
+    A card may also have ``hot`` (a :data:`HotPath` or None) and ``settle()``
+    (called after each answer has left); bridges look for both with ``getattr``.
+    """
 
     def power_on(self) -> bytes:
         """Cold start: clears volatile state, returns the ATR."""

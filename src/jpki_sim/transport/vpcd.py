@@ -27,8 +27,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
-from jpki_sim.iso7816.transport import EmulatedCard
+from jpki_sim.iso7816.transport import EmulatedCard, HotPath
 from jpki_sim.trace.model import is_secret_command
 
 DEFAULT_HOST = "localhost"
@@ -358,7 +359,8 @@ class VpcdBridge:
         setopt = sock.setsockopt
         sendall = sock.sendall
         handle = self._handle
-        card, process, settle = self._bind()
+        card, process, settle, has_hot = self._bind()
+        wall = time.time
         quickack = _QUICKACK
         tcp = socket.IPPROTO_TCP
         got_message = False
@@ -416,28 +418,47 @@ class VpcdBridge:
                     # the hot path: a command APDU, neither traced nor logged here
                     # (_handle's work, inlined: through pcscd every call costs)
                     if self.card is not card:
-                        card, process, settle = self._bind()
-                    try:
-                        resp = process(message)
-                    except DropConnection:
-                        raise
-                    except Exception as exc:  # as in _handle
-                        log.error("%s: card raised %s on %s", self.label, type(exc).__name__,
-                                  redact_pin(message))
-                        resp = SW_NO_PRECISE_DIAGNOSIS
+                        card, process, settle, has_hot = self._bind()
+                    hot: HotPath | None = card.hot if has_hot else None
+                    resp = None
+                    if hot is not None:
+                        # the card's own answer, lock and record, kept in this frame
+                        answer, lock, record = hot
+                        lock.acquire()
+                        try:
+                            if card.hot is hot:  # not changed while we waited for the lock
+                                t0 = wall()
+                                resp = answer(message)
+                                t1 = wall()
+                        finally:
+                            lock.release()
+                    if resp is None:
+                        hot = None
+                        try:
+                            resp = process(message)
+                        except DropConnection:
+                            raise
+                        except Exception as exc:  # as in _handle
+                            log.error("%s: card raised %s on %s", self.label,
+                                      type(exc).__name__, redact_pin(message))
+                            resp = SW_NO_PRECISE_DIAGNOSIS
                     n = len(resp) if resp else 0  # None from a broken card, too
                     if n < 2 or n > MAX_MESSAGE:
                         log.error("%s: card gave an unusable %d-byte response", self.label, n)
                         resp, n = SW_NO_PRECISE_DIAGNOSIS, 2
                     self.apdu_count += 1
                     sendall(n.to_bytes(2, "big") + resp)
+                    if hot is not None:
+                        # what the card keeps of the exchange, after the answer left
+                        record((message, resp, t0, t1))
+                        continue
                 else:
                     reply = handle(message)
                     if reply is None:
                         continue
                     sendall(reply)
                     if self.card is not card:
-                        card, process, settle = self._bind()
+                        card, process, settle, has_hot = self._bind()
                 # what the card keeps of the exchange (a trace record) is done after
                 # the answer left: off the client's wait
                 if settle is not None:
@@ -446,10 +467,11 @@ class VpcdBridge:
                 setopt(tcp, quickack, 1)
             data = recv(RECV_SIZE)
 
-    def _bind(self) -> tuple[EmulatedCard, Callable[[bytes], bytes], Callable[[], None] | None]:
-        """The current card, its ``process`` and its ``settle`` (if it has one), bound once."""
+    def _bind(self) -> tuple[Any, Callable[[bytes], bytes], Callable[[], None] | None, bool]:
+        """The current card, its ``process``, its ``settle`` (if it has one), bound once,
+        and whether it may offer a hot path (a ``hot`` attribute)."""
         card = self.card
-        return card, card.process, getattr(card, "settle", None)
+        return card, card.process, getattr(card, "settle", None), hasattr(card, "hot")
 
     def _handle(self, message: bytes) -> bytes | None:
         """One message from vpcd -> the framed reply, or None for no reply."""
