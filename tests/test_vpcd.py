@@ -495,6 +495,10 @@ class HotCard(LogCard):
 
     def answer(self, apdu: bytes) -> bytes:
         self.lock.held_by_answer = self.lock.inner.locked()
+        if apdu[1] == 0xEF:
+            raise RuntimeError("card bug")
+        if apdu[1] == 0xED:
+            return None  # type: ignore[return-value]  # a card breaking its contract
         return b"\x90\x00"
 
     def record(self, exchange: tuple[bytes, bytes, float, float]) -> None:
@@ -520,6 +524,13 @@ def test_a_hot_path_is_answered_under_its_lock_and_recorded_after_the_answer(
         assert card.records == [(apdu, b"\x90\x00", True)]
         assert card.lock.held_by_answer and card.general == 0
         assert bridge.apdu_count == 1
+        # a hot path that raises or answers nothing: 6F00, asked once, lock released
+        for ins in ("EF", "ED"):
+            vpcd_peer.send(frame(bytes.fromhex(f"00{ins}0000")))
+            assert vpcd_peer.read_frame() == b"\x6f\x00"
+        assert card.general == 0 and not card.lock.inner.locked()
+        vpcd_peer.send(frame(apdu))
+        assert vpcd_peer.read_frame() == b"\x90\x00"  # and the bridge is still there
     finally:
         bridge.stop()
 

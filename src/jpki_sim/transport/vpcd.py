@@ -430,10 +430,17 @@ class VpcdBridge:
                                 t0 = wall()
                                 resp = answer(message)
                                 t1 = wall()
+                            else:
+                                hot = None  # the card's process answers instead
+                        except DropConnection:
+                            raise
+                        except Exception as exc:  # as in _handle
+                            log.error("%s: card raised %s on %s", self.label,
+                                      type(exc).__name__, redact_pin(message))
+                            resp, hot = SW_NO_PRECISE_DIAGNOSIS, None
                         finally:
                             lock.release()
-                    if resp is None:
-                        hot = None
+                    if hot is None and resp is None:  # asked once, whichever way
                         try:
                             resp = process(message)
                         except DropConnection:
@@ -442,10 +449,11 @@ class VpcdBridge:
                             log.error("%s: card raised %s on %s", self.label,
                                       type(exc).__name__, redact_pin(message))
                             resp = SW_NO_PRECISE_DIAGNOSIS
-                    n = len(resp) if resp else 0  # None from a broken card, too
-                    if n < 2 or n > MAX_MESSAGE:
-                        log.error("%s: card gave an unusable %d-byte response", self.label, n)
-                        resp, n = SW_NO_PRECISE_DIAGNOSIS, 2
+                    if not resp or not 2 <= len(resp) <= MAX_MESSAGE:  # None, too
+                        log.error("%s: card gave an unusable %d-byte response", self.label,
+                                  len(resp or b""))
+                        resp = SW_NO_PRECISE_DIAGNOSIS
+                    n = len(resp)
                     self.apdu_count += 1
                     sendall(n.to_bytes(2, "big") + resp)
                     if hot is not None:
