@@ -326,9 +326,7 @@ def test_the_trace_is_complete_and_in_order_while_read_from_another_thread(
     """Exchanges become trace records in batches; a reader in another thread (the API)
     flushes them: none is lost, none doubled, the numbers follow the exchanges, and a
     power event lands after the APDUs before it."""
-    from jpki_sim.control.served import TRACE_BATCH
-
-    n = 3 * TRACE_BATCH + 17
+    n = 401  # more than a few of any batch
     commands = [bytes.fromhex("00B000") + bytes([i % 256, 1]) for i in range(n)]
     seen: list[int] = []
     done = threading.Event()

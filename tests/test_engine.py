@@ -156,9 +156,9 @@ def handler_answer(card: Card, raw: bytes) -> bytes:
 @settings(max_examples=300, deadline=None)
 @given(ef=st.sampled_from([None, 0x0001, 0x0002, 0x0003, 0x0004, 0x0010]),
        verified=st.booleans(), offset=st.integers(0, 0x7FFF), le=st.integers(0, 255))
-def test_read_binary_shortcut_answers_as_the_handler(
+def test_read_binary_through_the_card_answers_as_the_handler(
         ef: int | None, verified: bool, offset: int, le: int) -> None:
-    """The engine's shortcut for a short READ BINARY of the current EF answers exactly as
+    """A short READ BINARY of the current EF through the card answers exactly as
     read_binary does: any EF kind, with and without the PIN, any offset and Le."""
     card, _pin, _c = make_card()
     select_a(card)

@@ -154,6 +154,9 @@ def test_redact_pin_hides_verify_and_change_data() -> None:
         (":35964", ("localhost", 35964)),
         ("example.org", ("example.org", 35963)),
         ("[::1]:35963", ("::1", 35963)),
+        ("35964", ("localhost", 35964)),
+        ("::1", ("::1", 35963)),
+        ("[::1]", ("::1", 35963)),
     ],
 )
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:

@@ -205,19 +205,6 @@ class Card:
                 # the plain classes (no channel, SM or chaining bits): the CLA byte is
                 # its own group, straight to the table
                 handler = self.instructions.get((cla << 8) | raw[1])
-                if handler is read_binary and len(raw) == 5 and not raw[2] & 0x80:
-                    # READ BINARY of the current EF with a short Le, most of any session:
-                    # read_binary's work without its call and the APDU object; anything
-                    # else (no EF, another kind of file, refused, past the end) is left
-                    # to read_binary itself
-                    ef = self.current_ef
-                    if type(ef) is TransparentEF:
-                        rule = ef.read
-                        if rule is ALWAYS or self.is_satisfied(rule, self.current_df):  # type: ignore[arg-type]
-                            content = ef.content
-                            offset = (raw[2] << 8) | raw[3]
-                            if offset < len(content):
-                                return content[offset : offset + (raw[4] or 256)] + _OK
                 if handler is None:
                     return _INS_NOT_SUPPORTED
                 data = handler(self, CommandApdu.parse(raw))
@@ -310,30 +297,14 @@ def select(card: Card, apdu: CommandApdu) -> bytes:
         card.enter_df(df)
         return (df.fci or b"") if wants_data else b""
     if p1 == I.P1_SELECT_EF_UNDER_DF:
-        if len(apdu.data) != 2:
-            raise CardError(SW.WRONG_LENGTH)
-        if card.current_df is None:
-            raise CardError(SW.FILE_NOT_FOUND)
-        ef = card.current_df.files.get((apdu.data[0] << 8) | apdu.data[1])
-        if ef is None:
-            raise CardError(SW.FILE_NOT_FOUND)
-        card.current_ef = ef
-        return (ef.fci or b"") if wants_data else b""
+        return _select_ef(card, apdu.data, wants_data)
     if p1 == I.P1_SELECT_MF_DF_EF:
         rules = card.rules
         if apdu.data:
-            if len(apdu.data) != 2:
-                raise CardError(SW.WRONG_LENGTH)
             if apdu.data == MF_FID:
                 raise CardError(rules.select_mf_by_fid)
             # another FID: an EF of the current DF, as with P1=02
-            if card.current_df is None:
-                raise CardError(SW.FILE_NOT_FOUND)
-            found = card.current_df.files.get((apdu.data[0] << 8) | apdu.data[1])
-            if found is None:
-                raise CardError(SW.FILE_NOT_FOUND)
-            card.current_ef = found
-            return (found.fci or b"") if wants_data else b""
+            return _select_ef(card, apdu.data, wants_data)
         # ``00 A4 00 xx`` with no data: the MF. Refused after reset, by default a
         # no-op inside an application (the real card's answer, which changes nothing)
         if card.current_df is None:
@@ -342,6 +313,19 @@ def select(card: Card, apdu: CommandApdu) -> bytes:
             raise CardError(rules.select_mf_in_application)
         return b""
     raise CardError(SW.INCORRECT_P1P2)
+
+
+def _select_ef(card: Card, fid: bytes, wants_data: bool) -> bytes:
+    """Make the EF ``fid`` of the current DF current; its FCI when asked."""
+    if len(fid) != 2:
+        raise CardError(SW.WRONG_LENGTH)
+    if card.current_df is None:
+        raise CardError(SW.FILE_NOT_FOUND)
+    ef = card.current_df.files.get((fid[0] << 8) | fid[1])
+    if ef is None:
+        raise CardError(SW.FILE_NOT_FOUND)
+    card.current_ef = ef
+    return (ef.fci or b"") if wants_data else b""
 
 
 def read_binary(card: Card, apdu: CommandApdu) -> bytes:
@@ -399,6 +383,13 @@ def verify(card: Card, apdu: CommandApdu) -> bytes:
 def change_reference_data(card: Card, apdu: CommandApdu) -> bytes:
     if apdu.p1 != I.P1_CHANGE_NEW_ONLY:  # only "new value, old one verified before"
         raise CardError(SW.INCORRECT_P1P2)
+    return change_verified_pin(card, apdu)
+
+
+def change_verified_pin(card: Card, apdu: CommandApdu) -> bytes:
+    """Give the PIN P2 names the value in the data, its current value verified before:
+    6700 no data, 6984 blocked, 6982 not verified in this session, 6A80 a value of the
+    wrong form. CHANGE REFERENCE DATA's rule, for a profile's own change commands too."""
     df, ef = card.referenced_pin(apdu.p2)
     if not apdu.data:
         raise CardError(SW.WRONG_LENGTH)
@@ -450,4 +441,5 @@ __all__ = [
     "TransparentEF",
     "by_current_ef",
     "by_reference_number",
+    "change_verified_pin",
 ]

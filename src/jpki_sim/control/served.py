@@ -20,9 +20,9 @@ on top of the engine, all of them C calls: the vpcd bridge takes the card's hot 
 (``hot``: the engine's ``process``, the lock, the queue's ``append``) and makes
 them itself. The trace records are made later, in a batch
 (:meth:`ServedCard.flush_trace`): before the trace is read or added to, and,
-while someone listens to the stream, right after the answer has left. Other
-callers of :meth:`ServedCard.process` get the same, with a flush every
-``TRACE_BATCH`` exchanges. The benchmark's PC/SC ratios measure it, with and
+while someone listens to the stream, right after the answer has left; the queue
+keeps as many unread exchanges as the trace keeps records. Other callers of
+:meth:`ServedCard.process` get the same. The benchmark's PC/SC ratios measure it, with and
 without the control layer (``--pcsc-bare``).
 """
 
@@ -65,9 +65,6 @@ class PowerLost(BaseException):
 
 
 _wall = time.time
-
-#: exchanges made trace records together (at most this many wait for a reader)
-TRACE_BATCH = 128
 
 #: one trace record: (seq, unix time, kind, command, response, seconds, note);
 #: kind is "apdu", "power" or "control"; command/response None where there is none
@@ -346,10 +343,7 @@ class ServedCard:
             t1 = _wall()
         finally:
             lock.release()
-        pending = self._pending
-        pending.append((raw, resp, t0, t1))
-        if len(pending) >= TRACE_BATCH:
-            self.flush_trace()
+        self._pending.append((raw, resp, t0, t1))
         return resp
 
     def _record(self, exchange: tuple[bytes, bytes, float, float]) -> None:

@@ -56,27 +56,12 @@ def is_loopback(host: str) -> bool:
 def parse_address(text: str, default_port: int) -> tuple[str, int]:
     """``HOST:PORT``, ``HOST``, ``:PORT`` or ``PORT`` -> (host, port); UserError if bad."""
     from jpki_sim.control import DEFAULT_HOST
+    from jpki_sim.transport.address import parse_host_port
 
-    text = text.strip()
-    if text.isdigit():
-        host, port_text = DEFAULT_HOST, text
-    elif text.startswith("[") and "]" in text:
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else str(default_port)
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif ":" in text:  # a bare IPv6 address
-        host, port_text = text, str(default_port)
-    else:
-        host, port_text = text, str(default_port)
-    host = host or DEFAULT_HOST
     try:
-        port = int(port_text)
-    except ValueError:
-        raise UserError(f"--control: bad port {port_text!r} in {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise UserError(f"--control: port {port} out of range in {text!r}")
-    return host, port
+        return parse_host_port(text, DEFAULT_HOST, default_port, lowest_port=0)
+    except ValueError as exc:
+        raise UserError(f"--control: {exc}") from None
 
 
 def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:

@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jpki_sim.card.pins import PinState
 from jpki_sim.errors import UserError
+from jpki_sim.issuer.keystock import private_pem
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki import municipality as towns
 from jpki_sim.profiles.jpki.state import CardState, ChipInfo, Municipality
@@ -56,12 +56,6 @@ def check_variant(atr: str | None, token_label: str | None) -> tuple[str, str]:
     return variant, label
 
 
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 def new_chip(
@@ -80,7 +74,7 @@ def new_chip(
         municipality=town,
         atr=variant,
         token_label=label,
-        internal_auth_key=_pem(keys()),
+        internal_auth_key=private_pem(keys()).decode(),
     )
 
 

@@ -17,9 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from jpki_sim.card.pins import Attempt, RetryCounter
 from jpki_sim.card.store import CardStore
 from jpki_sim.errors import UserError
@@ -29,6 +26,7 @@ from jpki_sim.issuer.certprofile import Which
 from jpki_sim.issuer.keystock import KeyPool as KeyPool
 from jpki_sim.issuer.keystock import KeySource as KeySource
 from jpki_sim.issuer.keystock import generate_key as generate_key
+from jpki_sim.issuer.keystock import private_pem
 from jpki_sim.issuer.lifecycle import Clock
 
 # where a card stands: kept importable from here, as the counter's
@@ -79,12 +77,6 @@ def default_identity() -> Identity:
 # ---------------------------------------------------------------- keys (keystock's)
 
 
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 # ---------------------------------------------------------------- checking input
@@ -302,7 +294,7 @@ def _new_slot(
     from cryptography import x509
 
     serial = x509.load_der_x509_certificate(der).serial_number
-    return KeySlot(_pem(key), der, serial, issued, expires)
+    return KeySlot(private_pem(key).decode(), der, serial, issued, expires)
 
 
 # ---------------------------------------------------------------- PINs at the counter

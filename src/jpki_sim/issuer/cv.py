@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from jpki_sim.card.store import folder_lock, write_atomic
 from jpki_sim.errors import UserError
-from jpki_sim.issuer.keystock import generate_keys
+from jpki_sim.issuer.keystock import generate_keys, private_pem
 from jpki_sim.profiles.jpki.records_cv import (
     RsaPublicKey,
     cv_body,
@@ -97,12 +97,6 @@ def municipal_key_id(app: App, municipality_code: str) -> bytes:
     if len(municipality_code) != 5 or not municipality_code.isdigit():
         raise UserError(f"a municipality code is 5 digits, got {municipality_code!r}")
     return key_id(municipality_code + _MUNICIPAL_SUFFIX[app], "000")
-
-
-def _pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 def _load_key(path: Path) -> rsa.RSAPrivateKey:
@@ -169,8 +163,8 @@ class CvCA:
     def _create(folder: Path) -> None:
         keys = generate_keys(len(ROOTS) + 1)
         for name, key in zip(ROOTS, keys, strict=False):
-            write_atomic(folder / f"root-{name}.key", _pem(key), 0o600)
-        write_atomic(folder / "mf-intermediate.key", _pem(keys[-1]), 0o600)
+            write_atomic(folder / f"root-{name}.key", private_pem(key), 0o600)
+        write_atomic(folder / "mf-intermediate.key", private_pem(keys[-1]), 0o600)
         roots = b"".join(
             sign_cv(ROOT_IDS[name], key, ROOT_IDS[name], key.public_key())
             for name, key in zip(ROOTS, keys, strict=False)
@@ -244,7 +238,7 @@ class CvCA:
             with folder_lock(self.directory):
                 if not cert_path.exists():
                     key = generate_keys(1)[0]
-                    write_atomic(key_path, _pem(key), 0o600)
+                    write_atomic(key_path, private_pem(key), 0o600)
                     root = self.roots[app]
                     cert = sign_cv(root.key_id, root.key, subject, key.public_key())
                     write_atomic(cert_path, cert, 0o644)  # last: the pair is complete

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jpki_sim.card.pins import PinState
 from jpki_sim.issuer import cvrecords
 from jpki_sim.issuer.cv import AP_INFO_KEY_IDS, SURFACE_REFERENCE_KEY_ID, CvCA
+from jpki_sim.issuer.keystock import private_pem
 from jpki_sim.profiles.jpki import chipdata, codes, images, records, records_helper
 from jpki_sim.profiles.jpki import ids as jpki
 from jpki_sim.profiles.jpki import records_surface as surface
@@ -47,9 +48,6 @@ MF_KEY_ID = key_id("9000022")
 CARD_KEY_NAMES = ("helper", "session", "surface", "mf")
 
 
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
 
 
 def public_key(pem: str) -> rsa.RSAPublicKey:
@@ -98,7 +96,7 @@ def issue(state: CardState, ca_directory: str | os.PathLike[str],
         photo = images.photo_jp2(photo_source, seed=ident.my_number.encode(), sex=ident.sex)
     data = Kenmen(
         photo=photo,
-        keys={name: _pem(key) for name, key in drawn.items()},
+        keys={name: private_pem(key).decode() for name, key in drawn.items()},
         mf_key_id=MF_KEY_ID,
         opaque={name: secrets.token_bytes(size) for name, size in OPAQUE_SIZES.items()},
     )

@@ -33,7 +33,7 @@ from jpki_sim.card.store import folder_lock, write_atomic
 from jpki_sim.errors import UserError
 
 __all__ = ["KEYS_PER_CARD", "KeyPool", "KeySource", "KeyStock", "generate_key",
-           "generate_keys", "keys_for"]
+           "generate_keys", "keys_for", "private_pem"]
 
 #: a callable handing out a fresh RSA-2048 private key each call
 KeySource = Callable[[], rsa.RSAPrivateKey]
@@ -85,7 +85,8 @@ class KeyPool:
         return key
 
 
-def _pem(key: rsa.RSAPrivateKey) -> bytes:
+def private_pem(key: rsa.RSAPrivateKey) -> bytes:
+    """A private key as the CA folder and the card file keep it: PKCS#8 PEM, unencrypted."""
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -149,7 +150,8 @@ class KeyStock:
         while made < missing:
             batch = generate_keys(min(missing - made, 2 * (os.cpu_count() or 1)))
             for key in batch:
-                write_atomic(self.directory / f"key-{secrets.token_hex(8)}.pem", _pem(key), 0o600)
+                path = self.directory / f"key-{secrets.token_hex(8)}.pem"
+                write_atomic(path, private_pem(key), 0o600)
             made += len(batch)
         return made
 

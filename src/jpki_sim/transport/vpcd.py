@@ -31,6 +31,7 @@ from typing import Any
 
 from jpki_sim.iso7816.transport import EmulatedCard, HotPath
 from jpki_sim.trace.model import is_secret_command
+from jpki_sim.transport.address import parse_host_port
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 35963  # vpcd's CHANNELID 0x8C7B; slot n listens on DEFAULT_PORT + n
@@ -421,34 +422,28 @@ class VpcdBridge:
                         card, process, settle, has_hot = self._bind()
                     hot: HotPath | None = card.hot if has_hot else None
                     resp = None
-                    if hot is not None:
-                        # the card's own answer, lock and record, kept in this frame
-                        answer, lock, record = hot
-                        lock.acquire()
-                        try:
-                            if card.hot is hot:  # not changed while we waited for the lock
-                                t0 = wall()
-                                resp = answer(message)
-                                t1 = wall()
-                            else:
-                                hot = None  # the card's process answers instead
-                        except DropConnection:
-                            raise
-                        except Exception as exc:  # as in _handle
-                            log.error("%s: card raised %s on %s", self.label,
-                                      type(exc).__name__, redact_pin(message))
-                            resp, hot = SW_NO_PRECISE_DIAGNOSIS, None
-                        finally:
-                            lock.release()
-                    if hot is None and resp is None:  # asked once, whichever way
-                        try:
+                    try:
+                        if hot is not None:
+                            # the card's own answer, lock and record, kept in this frame
+                            answer, lock, record = hot
+                            lock.acquire()
+                            try:
+                                if card.hot is hot:  # not changed while we waited for it
+                                    t0 = wall()
+                                    resp = answer(message)
+                                    t1 = wall()
+                                else:
+                                    hot = None  # the card's process answers instead
+                            finally:
+                                lock.release()
+                        if hot is None:
                             resp = process(message)
-                        except DropConnection:
-                            raise
-                        except Exception as exc:  # as in _handle
-                            log.error("%s: card raised %s on %s", self.label,
-                                      type(exc).__name__, redact_pin(message))
-                            resp = SW_NO_PRECISE_DIAGNOSIS
+                    except DropConnection:
+                        raise
+                    except Exception as exc:  # as in _handle; asked once, whichever way
+                        log.error("%s: card raised %s on %s", self.label, type(exc).__name__,
+                                  redact_pin(message))
+                        resp, hot = SW_NO_PRECISE_DIAGNOSIS, None
                     if not resp or not 2 <= len(resp) <= MAX_MESSAGE:  # None, too
                         log.error("%s: card gave an unusable %d-byte response", self.label,
                                   len(resp or b""))
@@ -562,15 +557,5 @@ class VpcdBridge:
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``HOST`` or ``:PORT`` -> (host, port); raises ValueError."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = text, str(DEFAULT_PORT)
-    host = host.strip("[]") or DEFAULT_HOST
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"bad port {port_text!r} in {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise ValueError(f"port {port} out of range in {text!r}")
-    return host, port
+    """``HOST:PORT``, ``HOST``, ``:PORT`` or ``PORT`` -> (host, port); raises ValueError."""
+    return parse_host_port(text, DEFAULT_HOST, DEFAULT_PORT)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jpki_sim.card.engine import Card
+from jpki_sim.card.engine import Card, change_verified_pin
 from jpki_sim.card.files import (
     ALWAYS,
     DedicatedFile,
@@ -98,17 +98,7 @@ def change_key(card: Card, apdu: CommandApdu) -> bytes:
     """
     if apdu.p1 != P1_CHANGE_KEY:
         raise CardError(SW.INCORRECT_P1P2)
-    df, ef = card.referenced_pin(apdu.p2)
-    if not apdu.data:
-        raise CardError(SW.WRONG_LENGTH)
-    if not ef.pin.usable:
-        raise CardError(SW.REFERENCE_DATA_NOT_USABLE)
-    if (df.aid, ef.fid) not in card.verified:
-        raise CardError(SW.SECURITY_STATUS_NOT_SATISFIED)
-    if not ef.pin.accepts(apdu.data):
-        raise CardError(SW.WRONG_PARAMETERS_IN_DATA)
-    ef.pin.change(apdu.data)
-    return b""
+    return change_verified_pin(card, apdu)
 
 
 #: what SET SESSION KEY answers per application (MC: 66F1 in the 共通AP and the
