@@ -285,11 +285,11 @@ def test_a_mute_card_holds_the_command_until_cleared_or_removed(
 def test_the_bridges_hot_path_follows_the_faults_and_the_engine(served: ServedCard) -> None:
     """No hot path while a fault is set (the bridge must take process(), which applies
     it); a new one when the faults are cleared, a counted fault is used up, or the
-    engine is rebuilt (so a bridge holding the old one notices under the lock)."""
+    engine is rebuilt (so a bridge holding the old one notices when it checks)."""
     from jpki_sim.control import faults
 
     hot = served.hot
-    assert hot is not None and hot[0] == served.engine.process and hot[1] is served.lock
+    assert hot is not None and hot[0] == served.engine.process and hot[1] == [False]
     served.set_faults(faults.parse({"sw": {"sw": "6A82", "count": 1}}))
     assert served.hot is None
     assert served.process(SELECT_JPKI) == b"\x6a\x82"  # the fault, then used up
@@ -303,10 +303,9 @@ def test_the_bridges_hot_path_follows_the_faults_and_the_engine(served: ServedCa
     served.clear_faults()
     assert served.hot is not None
     # the hot path records as process() does, when the bridge calls it after the answer
-    answer, lock, record = served.hot
+    answer, gate, record = served.hot
     start = served.trace.recent(1)[-1][0]
-    with lock:
-        resp = answer(SELECT_JPKI)
+    resp = answer(SELECT_JPKI)
     assert record == served._pending.append  # no listener: the queue's own append
     record((SELECT_JPKI, resp, 1.0, 1.5))
     rec = served.trace.since(start)[-1]
@@ -319,6 +318,113 @@ def test_the_bridges_hot_path_follows_the_faults_and_the_engine(served: ServedCa
     assert [(r[3], r[5]) for r in told] == [(SELECT_JPKI, 0.25)]
     unsubscribe()
     assert served.hot is not None and served.hot[2] == served._pending.append
+
+
+def test_a_change_closes_the_hot_path_and_waits_for_the_apdu_in_flight(
+        served: ServedCard) -> None:
+    """The handoff of iso7816.transport.HotPath, the card's side: while the bridge
+    answers on the hot path (its gate set), a change through the card's lock waits for
+    the answer; while the lock is held the card offers no hot path, and a new one
+    (its same gate) after."""
+    hot = served.hot
+    assert hot is not None
+    answer, gate, _record = hot
+    inside, go_on = threading.Event(), threading.Event()
+    engine_process = served.engine.process
+
+    def slow(raw: bytes) -> bytes:  # the engine, held in the middle of a command
+        inside.set()
+        assert go_on.wait(5)
+        return engine_process(raw)
+
+    order: list[str] = []
+
+    def bridge() -> None:  # the bridge's steps on its hot path, as vpcd.py makes them
+        gate[0] = True
+        try:
+            if served.hot is hot:
+                slow(SELECT_JPKI)
+                order.append("answered")
+        finally:
+            gate[0] = False
+
+    def change() -> None:
+        with served.lock:
+            order.append("changed")
+            assert served.hot is None  # closed: a bridge now calls process()
+
+    b = threading.Thread(target=bridge)
+    b.start()
+    assert inside.wait(5)
+    c = threading.Thread(target=change)
+    c.start()
+    time.sleep(0.1)
+    assert order == [] and served.hot is None  # closed at once, waiting for the answer
+    go_on.set()
+    b.join(5)
+    c.join(5)
+    assert order == ["answered", "changed"]
+    after = served.hot
+    assert after is not None and after is not hot and after[1] is gate and not gate[0]
+    # a bridge that read the path just before the change closed it does not use it
+    with served.lock:
+        gate[0] = True
+        assert served.hot is not after
+        gate[0] = False
+    assert served.hot is not after
+
+
+def test_api_changes_and_hot_path_apdus_through_a_bridge_meet_no_deadlock(
+        card_file: Path) -> None:
+    """A bridge's APDUs on the hot path while another thread changes the card over and
+    over: every APDU answered, every change made, the counter where the changes left it."""
+    from jpki_sim.profiles.jpki.state import new_store
+    from jpki_sim.transport.vpcd import VpcdBridge
+
+    served = ServedCard(new_store(load(card_file)))  # in memory: no fsync per change
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    bridge = VpcdBridge(served, port=port, label="stress")
+    served.attach(bridge)
+    bridge.start()
+    conn, _ = listener.accept()
+    conn.settimeout(10)
+    stop = threading.Event()
+    changes = 0
+
+    def changer() -> None:
+        nonlocal changes
+        while not stop.is_set():
+            served.set_tries("auth", changes % 4)
+            changes += 1
+            time.sleep(0.0005)  # a busy API, not a lock held without pause
+
+    t = threading.Thread(target=changer)
+    try:
+        conn.sendall(b"\x00\x01\x01")  # power on
+        t.start()
+        retries = bytes.fromhex("0020008000")
+        select_pin = bytes.fromhex("00A4020C020018")
+        for apdu in [SELECT_JPKI, select_pin] + [retries] * 1000:
+            conn.sendall(len(apdu).to_bytes(2, "big") + apdu)
+            head = b""
+            while len(head) < 2:
+                head += conn.recv(2 - len(head))
+            n = int.from_bytes(head, "big")
+            body = b""
+            while len(body) < n:
+                body += conn.recv(n - len(body))
+            assert body[-2:] in (b"\x90\x00",) or body[0] == 0x63 or body == b"\x69\x83", body
+    finally:
+        stop.set()
+        t.join(10)
+        conn.close()
+        bridge.stop()
+        listener.close()
+    assert not t.is_alive() and changes > 10  # the changes met the APDUs
+    assert served.pins_json()["auth"]["tries_left"] == (changes - 1) % 4
+    assert served.hot is not None and not served._gate[0]
 
 
 def test_the_trace_is_complete_and_in_order_while_read_from_another_thread(

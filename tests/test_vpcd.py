@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -470,34 +471,30 @@ def test_a_card_settles_its_record_after_the_answer_left(vpcd_peer: FakeVpcd) ->
         bridge.stop()
 
 
-class SpyLock:
-    """A lock that says when someone waits for it."""
-
-    def __init__(self) -> None:
-        self.inner = threading.Lock()
-        self.waiting = threading.Event()
-        self.held_by_answer = False
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        self.waiting.set()
-        return self.inner.acquire(blocking, timeout)
-
-    def release(self) -> None:
-        self.inner.release()
-
-
 class HotCard(LogCard):
-    """A card offering the bridge a hot path (answer, lock, record)."""
+    """A card offering the bridge a hot path (answer, gate, record)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.lock = SpyLock()
+        self.gate = [False]
+        self.gate_set_in_answer: list[bool] = []
         self.records: list[tuple[bytes, bytes, bool]] = []
         self.general = 0
-        self.hot = (self.answer, self.lock, self.record)
+        #: the next read of ``hot`` gives the path, then closes it and offers a new one,
+        #: as a change in another thread between the bridge's read and its check would
+        self.close_after_next_read = False
+        self._hot = (self.answer, self.gate, self.record)
+
+    @property
+    def hot(self) -> tuple[Any, list[bool], Any]:
+        path = self._hot
+        if self.close_after_next_read:
+            self.close_after_next_read = False
+            self._hot = (self.answer, self.gate, self.record)  # the same parts, a new path
+        return path
 
     def answer(self, apdu: bytes) -> bytes:
-        self.lock.held_by_answer = self.lock.inner.locked()
+        self.gate_set_in_answer.append(self.gate[0])
         if apdu[1] == 0xEF:
             raise RuntimeError("card bug")
         if apdu[1] == 0xED:
@@ -513,7 +510,7 @@ class HotCard(LogCard):
         return b"\x6a\x82"
 
 
-def test_a_hot_path_is_answered_under_its_lock_and_recorded_after_the_answer(
+def test_a_hot_path_is_answered_behind_its_gate_and_recorded_after_the_answer(
         vpcd_peer: FakeVpcd) -> None:
     card = HotCard()
     bridge = served(card, vpcd_peer)
@@ -525,33 +522,33 @@ def test_a_hot_path_is_answered_under_its_lock_and_recorded_after_the_answer(
         while not card.records and time.monotonic() < deadline:
             time.sleep(0.01)
         assert card.records == [(apdu, b"\x90\x00", True)]
-        assert card.lock.held_by_answer and card.general == 0
+        assert card.gate_set_in_answer == [True] and card.general == 0
+        assert not card.gate[0]  # cleared once answered
         assert bridge.apdu_count == 1
-        # a hot path that raises or answers nothing: 6F00, asked once, lock released
+        # a hot path that raises or answers nothing: 6F00, asked once, gate cleared
         for ins in ("EF", "ED"):
             vpcd_peer.send(frame(bytes.fromhex(f"00{ins}0000")))
             assert vpcd_peer.read_frame() == b"\x6f\x00"
-        assert card.general == 0 and not card.lock.inner.locked()
+        assert card.general == 0 and not card.gate[0]
+        assert card.gate_set_in_answer == [True, True, True]
         vpcd_peer.send(frame(apdu))
         assert vpcd_peer.read_frame() == b"\x90\x00"  # and the bridge is still there
     finally:
         bridge.stop()
 
 
-def test_a_hot_path_changed_while_the_bridge_waited_is_not_used(vpcd_peer: FakeVpcd) -> None:
-    """The card swapped its hot path (new engine, faults set) while the bridge waited for
-    the lock: the bridge then asks the card's process, and records nothing itself."""
+def test_a_hot_path_closed_after_the_bridge_took_it_is_not_used(vpcd_peer: FakeVpcd) -> None:
+    """The card closed its hot path (a change in another thread) between the bridge's
+    read of it and the bridge's check behind the gate: the bridge then asks the card's
+    process, and records nothing itself."""
     card = HotCard()
     bridge = served(card, vpcd_peer)
     try:
-        card.lock.inner.acquire()
-        card.lock.waiting.clear()
+        card.close_after_next_read = True
         vpcd_peer.send(frame(bytes.fromhex("00B0000010")))
-        assert card.lock.waiting.wait(5)
-        card.hot = (card.answer, card.lock, card.record)  # the same parts, a new path
-        card.lock.inner.release()
         assert vpcd_peer.read_frame() == b"\x6a\x82"
-        assert card.general == 1 and card.records == []
+        assert card.general == 1 and card.records == [] and card.gate_set_in_answer == []
+        assert not card.gate[0]
         # and the new path is used from the next command on
         vpcd_peer.send(frame(bytes.fromhex("00B0000010")))
         assert vpcd_peer.read_frame() == b"\x90\x00"

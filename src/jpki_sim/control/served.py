@@ -15,10 +15,12 @@ profile's engine card and adds, for the control service:
 - **the live trace**: a ring buffer of recent APDUs and events, PINs masked
   when recorded (the profile's ``is_secret``), with listeners for the stream.
 
-Without faults, an APDU costs one uncontended lock, two clock reads and one append
-on top of the engine, all of them C calls: the vpcd bridge takes the card's hot path
-(``hot``: the engine's ``process``, the lock, the queue's ``append``) and makes
-them itself. The trace records are made later, in a batch
+Without faults, an APDU costs two stores of a flag, two clock reads and one append
+on top of the engine: the vpcd bridge takes the card's hot path (``hot``: the
+engine's ``process``, the path's gate, the queue's ``append``) and makes them
+itself, taking no lock. The card's lock (:class:`CardLock`) closes the path while
+it is held, after the APDU in flight (a Dekker-style handoff, see
+:data:`~jpki_sim.iso7816.transport.HotPath`). The trace records are made later, in a batch
 (:meth:`ServedCard.flush_trace`): before the trace is read or added to, and,
 while someone listens to the stream, right after the answer has left; the queue
 keeps as many unread exchanges as the trace keeps records. Other callers of
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -40,7 +43,7 @@ from typing import Any
 from jpki_sim.card.store import CardStore
 from jpki_sim.control import faults as faults_mod
 from jpki_sim.errors import CardFileError, UserError
-from jpki_sim.iso7816.transport import HotPath
+from jpki_sim.iso7816.transport import Gate, HotPath
 from jpki_sim.profiles import registry
 from jpki_sim.profiles.base import ISO_SECRET_INSTRUCTIONS, Profile
 from jpki_sim.trace.model import REDACTION_BYTE, SECRET_INS, SECRET_PROPRIETARY_INS
@@ -66,6 +69,52 @@ class PowerLost(BaseException):
 
 _wall = time.time
 
+#: the hot path's handoff relies on the interpreter lock (iso7816.transport.HotPath);
+#: a free-threaded build gets no hot path: the bridge then calls process()
+_HOT_PATH_SAFE = getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
+class CardLock:
+    """The served card's lock: every change to the card, and every command off the
+    bridge's hot path, holds it.
+
+    Re-entrant, like ``threading.RLock``, and it also closes the card's hot path while
+    held: taken the first time, it sets ``card.hot`` to None and waits for the command
+    the bridge may be answering on the path (the path's gate); released the last time,
+    it offers a new path (faults and listeners as they are then). So the bridge's
+    commands take no lock (an uncontended lock's acquire and release cost, the caches
+    being cold after every round trip through pcscd, more than the whole rest of the
+    wrapper) and never meet a change half made. Never taken inside the engine's
+    ``process`` (nothing there calls back into the served card).
+    """
+
+    def __init__(self, card: ServedCard) -> None:
+        self._lock = threading.RLock()
+        self._card = card
+        self._depth = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not self._lock.acquire(blocking, timeout):
+            return False
+        self._depth += 1
+        if self._depth == 1:
+            self._card._close_hot()
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0:
+                self._card._offer_hot()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
 #: one trace record: (seq, unix time, kind, command, response, seconds, note);
 #: kind is "apdu", "power" or "control"; command/response None where there is none
 Record = tuple[int, float, str, bytes | None, bytes | None, float, str]
@@ -79,8 +128,9 @@ class TraceBuffer:
         #: the records' sequence numbers (next(seq))
         self.seq = itertools.count(1)
         self.listeners: list[Callable[[Record], None]] = []
-        #: called when listeners come or go (the served card then renews its hot path)
-        self.on_listeners: Callable[[], None] | None = None
+        #: called when listeners come (True) or go (False): the served card then renews
+        #: its hot path
+        self.on_listeners: Callable[[bool], None] | None = None
         #: records what the card has not recorded yet (its last APDU), before any read
         #: or new record: so the trace is always in order and complete when looked at
         self.flush: Callable[[], None] | None = None
@@ -105,12 +155,12 @@ class TraceBuffer:
     def subscribe(self, listener: Callable[[Record], None]) -> Callable[[], None]:
         self.listeners = [*self.listeners, listener]
         if self.on_listeners is not None:
-            self.on_listeners()
+            self.on_listeners(True)
 
         def unsubscribe() -> None:
             self.listeners = [x for x in self.listeners if x is not listener]
             if self.on_listeners is not None:
-                self.on_listeners()
+                self.on_listeners(False)
 
         return unsubscribe
 
@@ -165,7 +215,16 @@ class ServedCard:
     ) -> None:
         self.index = index
         self.label = label or (str(store.path) if store.path else f"card {index}")
-        self.lock = threading.RLock()
+        #: the bridge sets it while it answers on the hot path (CardLock waits for it)
+        self._gate: Gate = [False]
+        #: True while any fault is set (the APDU path checks only this)
+        self._faulty = False
+        #: the bridge's way in (iso7816.transport.HotPath): the engine's own process,
+        #: the gate and the trace queue's append; None while faults are set or the
+        #: lock is held. A new object whenever offered, so a bridge holding an old one
+        #: notices
+        self.hot: HotPath | None = None
+        self.lock = CardLock(self)
         self.trace = TraceBuffer()
         #: exchanges not yet made trace records (flush_trace); a deque, so the bridge's
         #: append and a reader's flush from another thread never lose one. As long as
@@ -173,10 +232,8 @@ class ServedCard:
         self._pending: deque[tuple[bytes, bytes, float, float]] = deque(maxlen=TRACE_KEEP)
         self._flushing = threading.Lock()
         self.trace.flush = self.flush_trace
-        self.trace.on_listeners = self._renew_hot
+        self.trace.on_listeners = self._listeners_changed
         self.faults = faults_mod.Faults()
-        #: True while any fault is set (the APDU path checks only this)
-        self._faulty = False
         #: guards faults, removal and the waits of delayed and muted commands
         self._cond = threading.Condition()
         self._removed = False
@@ -190,10 +247,6 @@ class ServedCard:
         self.store: CardStore[Any] = store
         self.profile = profile or registry.profile_of(store)
         self._adopt(store)
-        #: the bridge's way in (iso7816.transport.HotPath): the engine's own process,
-        #: this card's lock and _record; None while faults are set. Renewed whenever
-        #: the engine or the faults change, so a bridge holding an old one notices
-        self.hot: HotPath | None = None
         self._engine: Any = engine if engine is not None else self._build()
         self._renew_hot()
         if engine is not None:
@@ -210,17 +263,43 @@ class ServedCard:
         self._engine = engine
         self._renew_hot()
 
-    def _renew_hot(self) -> None:
-        """A new hot path for the bridge (a new object even for the same parts).
+    def _renew_hot(self, wait: bool = True) -> None:
+        """A new hot path for the bridge, as the engine, faults and listeners are now.
+
+        The lock taken and released: that closes the path and offers a new one. With
+        ``wait`` False, not when someone else holds the lock (its release offers one).
+        """
+        lock = self.lock
+        if lock.acquire(wait):
+            lock.release()
+
+    def _listeners_changed(self, added: bool) -> None:
+        # a listener that came must be told from the next APDU on: wait for the lock.
+        # One that went may stay on the path a while (_record then tells nobody), so
+        # the stream's end (in the service's event loop) never waits for a change
+        self._renew_hot(wait=added)
+
+    def _close_hot(self) -> None:
+        """The lock was taken: the bridge's path closed, the APDU in flight answered."""
+        self.hot = None
+        gate = self._gate
+        pause = 0.0
+        while gate[0]:  # the bridge is answering on the path it took before: let it finish
+            time.sleep(pause)
+            pause = min(pause * 2 or 20e-6, 1e-3)
+
+    def _offer_hot(self) -> None:
+        """The lock is being released: a new hot path (a new object even for the same
+        parts), or none while faults are set.
 
         Its recorder is the queue's own append (no Python call after each answer)
         unless someone listens to the live trace: then _record, which tells them.
         """
-        if self._faulty:
+        if self._faulty or not _HOT_PATH_SAFE:
             self.hot = None
             return
         record = self._record if self.trace.listeners else self._pending.append
-        self.hot = (self._engine.process, self.lock, record)
+        self.hot = (self._engine.process, self._gate, record)
 
     def _build(self) -> Any:
         #: the store's loads the engine was built from (see _refresh)
@@ -326,13 +405,12 @@ class ServedCard:
         return atr
 
     def process(self, raw: bytes) -> bytes:
-        # The hot path of every APDU, kept to the least Python (through pcscd, each step
-        # here costs several times what it does in a loop, the caches being cold after
-        # every round trip): one flag, the card's lock (acquire/release, not `with`),
-        # two reads of the wall clock (the record's time and the card's ms) and one
-        # append. The trace records are made from the appended exchanges in batches
-        # (flush_trace): before anything reads the trace or adds to it, when a batch is
-        # full, and after each answer has left while someone listens (settle).
+        # An APDU that does not come by the bridge's hot path (in-process callers, a
+        # bridge without one): under the card's lock (which closes the hot path
+        # meanwhile), recorded as the hot path records. The trace records are made from
+        # the appended exchanges in batches (flush_trace): before anything reads the
+        # trace or adds to it, and after each answer has left while someone listens
+        # (settle).
         if self._faulty:
             return self._process_with_faults(raw)
         lock = self.lock

@@ -30,23 +30,22 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class CardLock(Protocol):
-    """A lock (``threading.Lock`` / ``RLock``)."""
-
-    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
-
-    def release(self) -> None: ...
-
+#: a hot path's gate: one flag the bridge sets while it answers on the path
+Gate = list[bool]
 
 #: what a card may offer a bridge for its commands (the ``hot`` attribute, optional):
-#: the function that answers an APDU, the lock to hold around it, and a recorder the
-#: bridge calls once the answer has left, with one tuple (command, answer, time
-#: before, time after): a plain ``deque.append`` will do. The bridge uses it only
-#: while ``card.hot`` is still the same object once it holds the lock; otherwise it
-#: calls ``card.process``.
+#: the function that answers an APDU, the path's gate, and a recorder the bridge calls
+#: once the answer has left, with one tuple (command, answer, time before, time
+#: after): a plain ``deque.append`` will do. The bridge takes no lock on it: it sets
+#: ``gate[0]``, answers only if ``card.hot`` is still the same object, and clears the
+#: gate; otherwise it calls ``card.process``. A card changed from another thread first
+#: sets ``hot`` to None, waits for ``gate[0]`` to clear, makes the change and only then
+#: offers a new path: with the interpreter lock, either the bridge sees the path gone,
+#: or the change waits for the answer in flight (a Dekker-style handoff). Without an
+#: interpreter lock (a free-threaded build) a card must offer no hot path.
 HotPath = tuple[
     Callable[[bytes], bytes],
-    CardLock,
+    Gate,
     Callable[[tuple[bytes, bytes, float, float]], None],
 ]
 
