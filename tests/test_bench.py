@@ -101,7 +101,7 @@ def test_quick_json_without_pcsc_has_the_documented_shape() -> None:
         assert_figure(iss[key])
     assert iss["keys_per_card"] == 7 and iss["key_stock_fill"] is not None
     assert iss["ratio"] == pytest.approx(iss["issue"]["median"] / iss["baseline"]["median"])
-    assert doc["wholecard"] is None  # --no-pcsc
+    assert doc["wholecard"] is None and doc["control"] is None  # --no-pcsc
     batch = iss["batch"]
     assert batch["cards"] == 2 and batch["workers"] == os.cpu_count()
     assert_figure(batch["per_card"], samples=2)
@@ -209,6 +209,57 @@ def test_quick_json_through_pcscd_and_vpcd(pcscd_session: PcscSession, bare: boo
         f"PC/SC {c} / null card"
         for c in ("select_fid", "select_aid", "read_binary_256", "empty_verify")
     ]
+
+
+@pytest.mark.pcsc
+def test_the_control_layers_cost_through_pcscd(pcscd_session: PcscSession) -> None:
+    """The served card against the same card bare, blocks in turn on one slot."""
+    from jpki_sim.bench.control_cost import CONTROL_COMMANDS
+
+    env = dict(os.environ, JPKI_SIM_PCSC_LOCK_HELD="1")
+    doc = run_bench("--only", "control", "--runs", "4", "--vpcd-port", str(PORTS[1]),
+                    env=env)
+    assert_common(doc, ["control"])
+    ctl = doc["control"]
+    assert ctl["available"] is True and ctl["skipped"] is None and ctl["same_slot"] is True
+    assert ctl["card_cpu"] == expected_card_cpu() and "bare, served, served, bare" in ctl[
+        "ratio_method"]
+    assert ctl["rounds"] == 4 and ctl["readers"] == [pcscd_session.reader_for_port(PORTS[1])]
+    assert tuple(ctl["commands"]) == CONTROL_COMMANDS
+    for name, c in ctl["commands"].items():
+        # two blocks of each card, one sample per command per block
+        assert_figure(c["served"], samples=2)
+        assert_figure(c["bare"], samples=2)
+        assert c["ratio"] == pytest.approx(c["served"]["median"] / c["bare"]["median"])
+        lo, hi = c["ci95"]
+        assert lo <= c["ratio"] <= hi
+        assert (name in ctl["measurable_cost"]) is (lo > 1.0)
+    [row] = doc["targets"]
+    assert row["name"].startswith("PC/SC served / bare card") and row["met"] is (
+        not ctl["measurable_cost"])
+    assert row["measured"] == max(c["ratio"] for c in ctl["commands"].values())
+
+
+def test_the_control_cost_interval_tells_a_cost_from_noise() -> None:
+    """The verdict's statistics: a steady 3 % cost is measurable, noise around 1 is not."""
+    import random
+
+    from jpki_sim.bench.control_cost import blocks_ratio, paired_ratio
+
+    rnd = random.Random(7)
+    noise = [1 + d for e in (rnd.gauss(0, 0.05) for _ in range(100)) for d in (e, -e)]
+    steady = [1.03 + rnd.gauss(0, 0.01) for _ in range(200)]
+    fig = paired_ratio(noise)
+    assert fig["ci95"][0] <= 1.0 <= fig["ci95"][1]
+    assert paired_ratio(steady)["ci95"][0] > 1.0
+    assert paired_ratio(noise) == fig  # a fixed seed: the same samples, the same interval
+    bare = [80e-6 * (1 + rnd.gauss(0, 0.02)) for _ in range(100)]
+    served = [x * 1.04 for x in bare]
+    rnd.shuffle(served)
+    slow = blocks_ratio(served, bare)
+    assert slow["ratio"] == pytest.approx(1.04, abs=1e-9) and slow["ci95"][0] > 1.0
+    same = blocks_ratio(bare, rnd.sample(bare, len(bare)))  # the same times, shuffled
+    assert same["ratio"] == 1.0 and same["ci95"][0] <= 1.0 <= same["ci95"][1]
 
 
 def expected_card_cpu() -> int | None:

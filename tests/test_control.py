@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from jpki_sim.control.runner import ControlRunner
-from jpki_sim.control.served import ServedCard
+from jpki_sim.control.served import CLOCK, CLOCK_TICK, CoarseClock, ServedCard, record_json
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import presets
 from jpki_sim.issuer.ca import TestCA
@@ -303,19 +303,22 @@ def test_the_bridges_hot_path_follows_the_faults_and_the_engine(served: ServedCa
     served.clear_faults()
     assert served.hot is not None
     # the hot path records as process() does, when the bridge calls it after the answer
-    answer, gate, record = served.hot
+    answer, gate, record, clock = served.hot
+    assert clock is CLOCK.now
     start = served.trace.recent(1)[-1][0]
     resp = answer(SELECT_JPKI)
     assert record == served._pending.append  # no listener: the queue's own append
-    record((SELECT_JPKI, resp, 1.0, 1.5))
+    record((SELECT_JPKI, resp, 1.0))
     rec = served.trace.since(start)[-1]
-    assert (rec[2], rec[3], rec[4], rec[5]) == ("apdu", SELECT_JPKI, b"\x90\x00", 0.5)
+    # the time the bridge read from the clock; the card's own time not measured
+    assert rec[1:] == (1.0, "apdu", SELECT_JPKI, b"\x90\x00", None, "")
+    assert record_json(rec, 0)["ms"] is None
     # someone listens to the live trace: the recorder tells them at once
     told: list[Any] = []
     unsubscribe = served.trace.subscribe(told.append)
     assert served.hot is not None and served.hot[2] == served._record
-    served.hot[2]((SELECT_JPKI, resp, 2.0, 2.25))
-    assert [(r[3], r[5]) for r in told] == [(SELECT_JPKI, 0.25)]
+    served.hot[2]((SELECT_JPKI, resp, 2.0))
+    assert [(r[1], r[3]) for r in told] == [(2.0, SELECT_JPKI)]
     unsubscribe()
     assert served.hot is not None and served.hot[2] == served._pending.append
 
@@ -328,7 +331,7 @@ def test_a_change_closes_the_hot_path_and_waits_for_the_apdu_in_flight(
     (its same gate) after."""
     hot = served.hot
     assert hot is not None
-    answer, gate, _record = hot
+    answer, gate, _record, _clock = hot
     inside, go_on = threading.Event(), threading.Event()
     engine_process = served.engine.process
 
@@ -425,6 +428,36 @@ def test_api_changes_and_hot_path_apdus_through_a_bridge_meet_no_deadlock(
     assert not t.is_alive() and changes > 10  # the changes met the APDUs
     assert served.pins_json()["auth"]["tries_left"] == (changes - 1) % 4
     assert served.hot is not None and not served._gate[0]
+
+
+def test_hot_path_apdus_are_timed_by_the_coarse_clock_to_within_its_tick(
+        served: ServedCard) -> None:
+    """The clock the bridge reads keeps up with the time (a few ticks at most behind),
+    and a forked child has one that runs (threads do not survive fork)."""
+    import os
+
+    assert served.hot is not None and served.hot[3] is CLOCK.start()
+    slack = 20 * CLOCK_TICK  # a busy machine may delay a tick; never by seconds
+    for _ in range(5):
+        time.sleep(3 * CLOCK_TICK)
+        assert abs(time.time() - CLOCK.now[0]) < slack
+    clock = CoarseClock(tick=0.01)
+    assert clock.start() is clock.now and clock.start() is clock.now  # one thread
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: is its clock running?
+        try:
+            before = clock.now[0]
+            time.sleep(0.2)
+            os.write(write, b"1" if clock.now[0] > before and abs(
+                time.time() - clock.now[0]) < 0.2 else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
 
 
 def test_the_trace_is_complete_and_in_order_while_read_from_another_thread(

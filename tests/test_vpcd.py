@@ -478,19 +478,21 @@ class HotCard(LogCard):
         super().__init__()
         self.gate = [False]
         self.gate_set_in_answer: list[bool] = []
-        self.records: list[tuple[bytes, bytes, bool]] = []
+        self.records: list[tuple[bytes, bytes, float]] = []
         self.general = 0
         #: the next read of ``hot`` gives the path, then closes it and offers a new one,
         #: as a change in another thread between the bridge's read and its check would
         self.close_after_next_read = False
-        self._hot = (self.answer, self.gate, self.record)
+        self.clock = [1234.5]
+        self._hot = (self.answer, self.gate, self.record, self.clock)
 
     @property
-    def hot(self) -> tuple[Any, list[bool], Any]:
+    def hot(self) -> tuple[Any, list[bool], Any, list[float]]:
         path = self._hot
         if self.close_after_next_read:
             self.close_after_next_read = False
-            self._hot = (self.answer, self.gate, self.record)  # the same parts, a new path
+            # the same parts, a new path
+            self._hot = (self.answer, self.gate, self.record, self.clock)
         return path
 
     def answer(self, apdu: bytes) -> bytes:
@@ -501,9 +503,8 @@ class HotCard(LogCard):
             return None  # type: ignore[return-value]  # a card breaking its contract
         return b"\x90\x00"
 
-    def record(self, exchange: tuple[bytes, bytes, float, float]) -> None:
-        raw, resp, t0, t1 = exchange
-        self.records.append((raw, resp, t0 <= t1))
+    def record(self, exchange: tuple[bytes, bytes, float]) -> None:
+        self.records.append(exchange)
 
     def process(self, apdu: bytes) -> bytes:
         self.general += 1
@@ -521,7 +522,7 @@ def test_a_hot_path_is_answered_behind_its_gate_and_recorded_after_the_answer(
         deadline = time.monotonic() + 5
         while not card.records and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert card.records == [(apdu, b"\x90\x00", True)]
+        assert card.records == [(apdu, b"\x90\x00", 1234.5)]  # the time from its clock
         assert card.gate_set_in_answer == [True] and card.general == 0
         assert not card.gate[0]  # cleared once answered
         assert bridge.apdu_count == 1

@@ -6,4 +6,5 @@ sections without loading the measuring code.
 """
 
 #: sections of the benchmark, in the order they run
-SECTIONS = ("inprocess", "signature", "issuance", "startup", "pcsc", "wholecard", "ocsp")
+SECTIONS = ("inprocess", "signature", "issuance", "startup", "pcsc", "control", "wholecard",
+            "ocsp")

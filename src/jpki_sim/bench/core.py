@@ -132,6 +132,8 @@ class Settings:
     pcsc_runs: int
     #: PC/SC: host the card under control (as serve does) or bare (the baseline)
     pcsc_control: bool = True
+    #: the control section's rounds (served/bare samples per command)
+    control_runs: int = 200
     #: the OCSP section's load generator: auto, wrk or processes
     ocsp_load: str = "auto"
 
@@ -153,7 +155,7 @@ class Settings:
             raise UserError("--batch must be 0 or more")
         sections = list(args.only or SECTIONS)
         if args.no_pcsc:
-            sections = [s for s in sections if s not in ("pcsc", "wholecard")]
+            sections = [s for s in sections if s not in ("pcsc", "control", "wholecard")]
         return cls(
             quick=quick,
             runs=runs,
@@ -170,6 +172,8 @@ class Settings:
             pcsc_runs=runs if quick else 2 * runs,
             pcsc_wait=args.pcsc_wait if args.pcsc_wait is not None else (60.0 if quick else 600.0),
             pcsc_control=not getattr(args, "pcsc_bare", False),
+            # the control layer's cost is a per cent or less: many rounds to resolve it
+            control_runs=runs if quick else 8 * runs,
             ocsp_load=getattr(args, "ocsp_load", None) or "auto",
         )
 

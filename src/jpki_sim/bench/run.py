@@ -15,6 +15,9 @@ the machines this runs on are shared and noisy):
   issuance on all cores;
 - start-up of ``jpki-sim --help`` and of ``jpki-sim serve`` until pcscd shows
   the card;
+- through pcscd, the control layer's cost: the card served as ``jpki-sim serve``
+  serves it against the same card served bare, sample by sample
+  (:mod:`.control_cost`);
 - through pcscd, a thorough client's read of the whole card (every EF the helper
   PIN and 照合番号A open, the MF level, the 共通AP and JPKI AP) against the null
   card answering each APDU with as many bytes (:mod:`.wholecard`).
@@ -85,6 +88,11 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if iss and iss.get("ratio") is not None:
         add("issue (every application) / issue before issue 12", f"<= {TARGET_ISSUE_RATIO}",
             iss["ratio"], iss["ratio"] <= TARGET_ISSUE_RATIO)
+    ctl = doc.get("control")
+    if ctl and ctl.get("available"):
+        worst = max(c["ratio"] for c in ctl["commands"].values())
+        add("PC/SC served / bare card, every command (95 % interval reaches 1)",
+            "no measurable cost", worst, not ctl["measurable_cost"])
     whole = doc.get("wholecard")
     if whole and whole.get("available"):
         r = whole["ratio"]
@@ -116,6 +124,7 @@ def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
         "issuance": None,
         "startup": None,
         "pcsc": None,
+        "control": None,
         "wholecard": None,
         "ocsp": None,
         "notes": [],
@@ -150,6 +159,15 @@ def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
                 doc["notes"].append(f"PC/SC part skipped: {exc}")
         else:
             doc["pcsc"] = {"available": False, "skipped": "not requested (--no-pcsc or --only)"}
+        if "control" in cfg.sections:
+            from jpki_sim.bench.control_cost import bench_control
+
+            try:
+                doc["control"] = {"available": True, "skipped": None,
+                                  **bench_control(cfg, state, work, progress)}
+            except PcscUnavailable as exc:
+                doc["control"] = {"available": False, "skipped": str(exc)}
+                doc["notes"].append(f"control layer part skipped: {exc}")
         if "wholecard" in cfg.sections:
             try:
                 doc["wholecard"] = {"available": True, "skipped": None,
@@ -239,6 +257,22 @@ def print_report(doc: dict[str, Any]) -> None:
         con.print(timing_table(f"through pcscd + vpcd (pyscard client; {slot})", rows, "APDU/s"))
     elif pcsc:
         con.print(f"[yellow]PC/SC part skipped:[/] {pcsc['skipped']}")
+    ctl = doc.get("control")
+    if ctl and ctl.get("available"):
+        t = Table(title=f"the control layer through pcscd: served / bare card "
+                        f"({ctl['rounds']} rounds of {ctl['apdus_per_sample']} APDUs, "
+                        f"{'one slot, blocks in turn' if ctl['same_slot'] else 'paired'})",
+                  title_justify="left")
+        for col in ("command", "served", "bare", "served / bare", "95 % interval", "cost"):
+            t.add_column(col, justify="left" if col == "command" else "right")
+        for name, c in ctl["commands"].items():
+            lo, hi = c["ci95"]
+            t.add_row(name, _fmt_time(c["served"]["median"]), _fmt_time(c["bare"]["median"]),
+                      f"{c['ratio']:.3f}", f"{lo:.3f} – {hi:.3f}",
+                      "measurable" if lo > 1.0 else "none measurable")
+        con.print(t)
+    elif ctl:
+        con.print(f"[yellow]control layer part skipped:[/] {ctl['skipped']}")
     whole = doc.get("wholecard")
     if whole and whole.get("available"):
         ch = whole["with_challenge"]

@@ -45,14 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
                    help="small counts for CI smoke runs (seconds, not minutes)")
     p.add_argument("--no-pcsc", action="store_true",
-                   help="skip the pcscd + vpcd part (and serve start-up)")
+                   help="skip the pcscd + vpcd parts (pcsc, control, wholecard; serve start-up)")
     p.add_argument("--only", type=_sections, metavar="SECTION[,SECTION]",
                    help=f"run only these sections: {', '.join(SECTIONS)}")
     p.add_argument("--batch", type=int, metavar="N",
                    help="issue N cards on all cores "
                    "(default 2 with --quick, else 4 x cores; 0 skips)")
     p.add_argument("--runs", type=int, metavar="R",
-                   help="timed runs per figure (default 5 with --quick, else 25)")
+                   help="timed runs per figure (default 5 with --quick, else 25; the control "
+                   "section takes 8 x R rounds, R with --quick)")
     p.add_argument("--pcsc-wait", type=float, metavar="SECONDS",
                    help="how long to wait for PC/SC test runs to release the readers "
                    "(default 60 with --quick, else 600)")
@@ -77,7 +78,9 @@ def configure(sub: Any) -> None:
             "Measure APDUs per second in-process and through pcscd + vpcd (against a null "
             "card that answers 9000 at once, measured in the same run), the signature APDU "
             "against a bare cryptography signature, card issuance and renewal, batch issuance "
-            "on all cores, and start-up times. Medians over repeated runs, p95 and min-max. "
+            "on all cores, start-up times, and what the control layer costs an APDU through "
+            "pcscd (the card served as serve serves it against the same card bare). Medians "
+            "over repeated runs, p95 and min-max. "
             "As root, pcscd is started for the PC/SC part when none runs (and stopped after)."
         ),
         epilog="examples: jpki-sim bench  |  jpki-sim bench --quick --json  |  "

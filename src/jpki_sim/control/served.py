@@ -15,23 +15,25 @@ profile's engine card and adds, for the control service:
 - **the live trace**: a ring buffer of recent APDUs and events, PINs masked
   when recorded (the profile's ``is_secret``), with listeners for the stream.
 
-Without faults, an APDU costs two stores of a flag, two clock reads and one append
-on top of the engine: the vpcd bridge takes the card's hot path (``hot``: the
-engine's ``process``, the path's gate, the queue's ``append``) and makes them
-itself, taking no lock. The card's lock (:class:`CardLock`) closes the path while
-it is held, after the APDU in flight (a Dekker-style handoff, see
-:data:`~jpki_sim.iso7816.transport.HotPath`). The trace records are made later, in a batch
-(:meth:`ServedCard.flush_trace`): before the trace is read or added to, and,
-while someone listens to the stream, right after the answer has left; the queue
-keeps as many unread exchanges as the trace keeps records. Other callers of
-:meth:`ServedCard.process` get the same. The benchmark's PC/SC ratios measure it, with and
-without the control layer (``--pcsc-bare``).
+Without faults, an APDU costs two stores of a flag, a read of a list item and one
+append on top of the engine: the vpcd bridge takes the card's hot path (``hot``: the
+engine's ``process``, the path's gate, the queue's ``append``, the coarse clock) and
+makes them itself, taking no lock and reading no clock (:class:`CoarseClock`). The
+card's lock (:class:`CardLock`) closes the path while it is held, after the APDU in
+flight (a Dekker-style handoff, see :data:`~jpki_sim.iso7816.transport.HotPath`).
+The trace records are made later, in a batch (:meth:`ServedCard.flush_trace`):
+before the trace is read or added to, and, while someone listens to the stream,
+right after the answer has left; the queue keeps as many unread exchanges as the
+trace keeps records. Other callers of :meth:`ServedCard.process` get the same. The
+benchmark's ``control`` section measures what it costs through pcscd (the served
+card against the same card bare, in one run).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
@@ -56,6 +58,9 @@ log = logging.getLogger("jpki_sim.control")
 TRACE_KEEP = 1000
 #: how long remove/insert wait for the PC/SC reader to show the change
 READER_WAIT = 5.0
+#: how often the served cards' clock is brought up to date: the resolution of the
+#: times of the APDUs the bridge's hot path records
+CLOCK_TICK = 0.005
 
 
 class PowerLost(BaseException):
@@ -68,6 +73,53 @@ class PowerLost(BaseException):
 
 
 _wall = time.time
+
+class CoarseClock:
+    """The Unix time in ``now[0]``, kept current by a daemon thread every ``tick`` seconds.
+
+    The bridge stamps each exchange on the hot path with ``now[0]``: a read that costs
+    no call and makes no object, where two clock readings per APDU (two calls, two
+    floats) were a measurable share of what the served card cost through pcscd. So
+    the times of those APDUs are right to within a tick or so (the order is exact:
+    the records' numbers). Started at first use, and again in a forked child (where
+    threads do not survive).
+    """
+
+    def __init__(self, tick: float = CLOCK_TICK) -> None:
+        self.tick = tick
+        self.now: list[float] = [time.time()]
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def start(self) -> list[float]:
+        """The clock (its thread started if it was not): the list the bridge reads."""
+        if self._thread is None:
+            with self._guard:
+                if self._thread is None:
+                    self.now[0] = time.time()
+                    thread = threading.Thread(target=self._run, name="jpki-sim clock",
+                                              daemon=True)
+                    thread.start()
+                    self._thread = thread
+        return self.now
+
+    def _run(self) -> None:
+        now, tick, clock, sleep = self.now, self.tick, time.time, time.sleep
+        while True:
+            now[0] = clock()
+            sleep(tick)
+
+    def _after_fork(self) -> None:
+        self._guard = threading.Lock()
+        if self._thread is not None:
+            self._thread = None
+            self.start()
+
+
+#: the served cards' clock (one per process)
+CLOCK = CoarseClock()
 
 #: the hot path's handoff relies on the interpreter lock (iso7816.transport.HotPath);
 #: a free-threaded build gets no hot path: the bridge then calls process()
@@ -116,8 +168,9 @@ class CardLock:
         self.release()
 
 #: one trace record: (seq, unix time, kind, command, response, seconds, note);
-#: kind is "apdu", "power" or "control"; command/response None where there is none
-Record = tuple[int, float, str, bytes | None, bytes | None, float, str]
+#: kind is "apdu", "power" or "control"; command/response None where there is none;
+#: seconds (the card's own time) None where it was not measured (the hot path)
+Record = tuple[int, float, str, bytes | None, bytes | None, float | None, str]
 
 
 class TraceBuffer:
@@ -136,7 +189,7 @@ class TraceBuffer:
         self.flush: Callable[[], None] | None = None
 
     def add(self, kind: str, command: bytes | None, response: bytes | None,
-            seconds: float = 0.0, note: str = "") -> None:
+            seconds: float | None = 0.0, note: str = "") -> None:
         if self.flush is not None:
             self.flush()
         rec = (next(self.seq), time.time(), kind, command, response, seconds, note)
@@ -194,7 +247,7 @@ def record_json(rec: Record, card: int) -> dict[str, Any]:
         out["what"] = describe_command(command)
         out["response"] = response.hex().upper() if response is not None else None
         out["sw"] = response[-2:].hex().upper() if response is not None else None
-        out["ms"] = round(seconds * 1000, 3)
+        out["ms"] = round(seconds * 1000, 3) if seconds is not None else None
     else:
         out["what"] = note
     return out
@@ -226,10 +279,11 @@ class ServedCard:
         self.hot: HotPath | None = None
         self.lock = CardLock(self)
         self.trace = TraceBuffer()
-        #: exchanges not yet made trace records (flush_trace); a deque, so the bridge's
+        #: exchanges (command, answer, time) not yet made trace records (flush_trace);
+        #: a deque, so the bridge's
         #: append and a reader's flush from another thread never lose one. As long as
         #: the trace keeps: older exchanges no one read are gone, as from the trace
-        self._pending: deque[tuple[bytes, bytes, float, float]] = deque(maxlen=TRACE_KEEP)
+        self._pending: deque[tuple[bytes, bytes, float]] = deque(maxlen=TRACE_KEEP)
         self._flushing = threading.Lock()
         self.trace.flush = self.flush_trace
         self.trace.on_listeners = self._listeners_changed
@@ -299,7 +353,7 @@ class ServedCard:
             self.hot = None
             return
         record = self._record if self.trace.listeners else self._pending.append
-        self.hot = (self._engine.process, self._gate, record)
+        self.hot = (self._engine.process, self._gate, record, CLOCK.start())
 
     def _build(self) -> Any:
         #: the store's loads the engine was built from (see _refresh)
@@ -418,13 +472,12 @@ class ServedCard:
         try:
             t0 = _wall()
             resp: bytes = self._engine.process(raw)
-            t1 = _wall()
         finally:
             lock.release()
-        self._pending.append((raw, resp, t0, t1))
+        self._pending.append((raw, resp, t0))
         return resp
 
-    def _record(self, exchange: tuple[bytes, bytes, float, float]) -> None:
+    def _record(self, exchange: tuple[bytes, bytes, float]) -> None:
         """The bridge's hot path while someone listens: an exchange answered (its answer
         has left), told to the listeners at once."""
         self._pending.append(exchange)
@@ -444,10 +497,10 @@ class ServedCard:
         secret = self._secret_ins
         with self._flushing:  # one at a time: the records' numbers follow the exchanges
             while pending:
-                raw, resp, t0, t1 = pending.popleft()
-                rec = (next(trace.seq), t0, "apdu",
+                raw, resp, t = pending.popleft()
+                rec = (next(trace.seq), t, "apdu",
                        self._shown(raw) if len(raw) > 5 and raw[1] in secret else raw,
-                       resp, t1 - t0, "")
+                       resp, None, "")
                 trace.records.append(rec)
                 if trace.listeners:
                     trace.tell(rec)

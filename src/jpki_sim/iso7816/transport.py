@@ -34,9 +34,11 @@ class Transport(Protocol):
 Gate = list[bool]
 
 #: what a card may offer a bridge for its commands (the ``hot`` attribute, optional):
-#: the function that answers an APDU, the path's gate, and a recorder the bridge calls
-#: once the answer has left, with one tuple (command, answer, time before, time
-#: after): a plain ``deque.append`` will do. The bridge takes no lock on it: it sets
+#: the function that answers an APDU, the path's gate, a recorder the bridge calls once
+#: the answer has left, with one tuple (command, answer, time), and the clock that time
+#: is read from: a one-item list holding the Unix time, kept current by the card (to
+#: within a few milliseconds; a read of it costs no call). A plain ``deque.append`` will
+#: do for the recorder. The bridge takes no lock on it: it sets
 #: ``gate[0]``, answers only if ``card.hot`` is still the same object, and clears the
 #: gate; otherwise it calls ``card.process``. A card changed from another thread first
 #: sets ``hot`` to None, waits for ``gate[0]`` to clear, makes the change and only then
@@ -46,7 +48,8 @@ Gate = list[bool]
 HotPath = tuple[
     Callable[[bytes], bytes],
     Gate,
-    Callable[[tuple[bytes, bytes, float, float]], None],
+    Callable[[tuple[bytes, bytes, float]], None],
+    list[float],
 ]
 
 
