@@ -30,8 +30,10 @@ from jpki_sim.bench.pcsc import (
     pcsc_stack,
 )
 
-#: the commands compared (one APDU each, repeated)
-CONTROL_COMMANDS = ("select_fid", "select_aid", "read_binary_256", "empty_verify")
+#: the commands compared (one APDU each, repeated); verify_memory: a right PIN, the card
+#: store in memory (the try spent and restored: two commits)
+CONTROL_COMMANDS = ("select_fid", "select_aid", "read_binary_256", "empty_verify",
+                    "verify_memory")
 #: bootstrap resamples for the intervals (a fixed seed: the same samples, the same interval)
 BOOTSTRAP = 2000
 
@@ -64,9 +66,11 @@ def bench_control(cfg: Settings, state: Any, work: Path, progress: Progress) -> 
     n = cfg.pcsc_apdus
     rounds = max(2, cfg.control_runs)
     prep = {"select_fid": a.select_auth_cert, "select_aid": a.select_auth_cert,
-            "read_binary_256": a.select_auth_cert, "empty_verify": a.select_auth_pin}
+            "read_binary_256": a.select_auth_cert, "empty_verify": a.select_auth_pin,
+            "verify_memory": a.select_auth_pin}
     apdu = {"select_fid": a.select_auth_cert, "select_aid": a.select_aid,
-            "read_binary_256": a.read_256, "empty_verify": a.empty_verify}
+            "read_binary_256": a.read_256, "empty_verify": a.empty_verify,
+            "verify_memory": a.verify}
     figures = {kind: {name: Figure(f"{kind} {name}", ops_per_sample=n)
                       for name in CONTROL_COMMANDS} for kind in ("served", "bare")}
     pairs: dict[str, list[float]] = {name: [] for name in CONTROL_COMMANDS}
@@ -82,6 +86,7 @@ def bench_control(cfg: Settings, state: Any, work: Path, progress: Progress) -> 
     def check_card(client: Client) -> None:
         check(client.transmit(a.select_aid), ok, "SELECT AID over PC/SC")
         check(client.transmit(a.select_auth_pin), ok, "SELECT PIN EF over PC/SC")
+        check(client.transmit(a.verify), ok, "VERIFY over PC/SC")
         check(client.transmit(a.empty_verify), b"\x63\xc3", "empty VERIFY over PC/SC")
 
     with pcsc_lock(cfg.pcsc_wait), pcsc_stack(work) as stack:

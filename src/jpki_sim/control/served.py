@@ -292,7 +292,6 @@ class ServedCard:
         self._cond = threading.Condition()
         self._removed = False
         self._closed = False
-        self._tearing = False
         self.powered = False
         self.bridge: VpcdBridge | None = None
         #: the PC/SC name of the reader, once known
@@ -300,7 +299,6 @@ class ServedCard:
         self.atr_override = atr
         self.store: CardStore[Any] = store
         self.profile = profile or registry.profile_of(store)
-        self._adopt(store)
         self._engine: Any = engine if engine is not None else self._build()
         self._renew_hot()
         if engine is not None:
@@ -365,18 +363,6 @@ class ServedCard:
         except TypeError:
             raise UserError(f"the {self.profile.name} card cannot take another ATR") from None
 
-    def _adopt(self, store: CardStore[Any]) -> None:
-        previous = store.on_commit
-
-        def on_commit() -> None:
-            if previous is not None:
-                previous()
-            if self._tearing:
-                raise PowerLost
-
-        store.on_commit = on_commit
-        self._release_hook = lambda: setattr(store, "on_commit", previous)
-
     def rebuild(self) -> None:
         """Build the engine card again from the store (after the issuer changed the card)."""
         with self.lock:
@@ -388,7 +374,6 @@ class ServedCard:
                   atr: bytes | None = None) -> None:
         """Serve another card file (already opened) from now on."""
         with self.lock:
-            old_release = self._release_hook
             new_profile = profile or registry.profile_of(store)
             old = (self.store, self.profile, self.atr_override)
             self.store, self.profile, self.atr_override = store, new_profile, atr
@@ -397,8 +382,6 @@ class ServedCard:
             except BaseException:
                 self.store, self.profile, self.atr_override = old
                 raise
-            old_release()
-            self._adopt(store)
             self.engine = engine
             self.label = str(store.path) if store.path else self.label
             if not self.powered:
@@ -563,13 +546,23 @@ class ServedCard:
             return forced
         if tear:
             with self.lock:
-                self._tearing = True
+                # the store's commit hook, set only for this command (every other commit
+                # then pays no call): power goes right after the first write
+                store = self.store
+                previous = store.on_commit
+
+                def power_lost() -> None:
+                    if previous is not None:
+                        previous()
+                    raise PowerLost
+
+                store.on_commit = power_lost
                 try:
                     self.engine.process(raw)
                 except PowerLost:
                     pass
                 finally:
-                    self._tearing = False
+                    store.on_commit = previous
                 self.engine.power_off()
                 self.powered = False
             self.trace.add("apdu", self._shown(raw), None, 0.0,
