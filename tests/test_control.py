@@ -28,8 +28,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
+from jpki_sim.control.hotpath import CLOCK, CLOCK_TICK, CoarseClock
+from jpki_sim.control.livetrace import record_json
 from jpki_sim.control.runner import ControlRunner
-from jpki_sim.control.served import CLOCK, CLOCK_TICK, CoarseClock, ServedCard, record_json
+from jpki_sim.control.served import ServedCard
 from jpki_sim.errors import UserError
 from jpki_sim.issuer import presets
 from jpki_sim.issuer.ca import TestCA

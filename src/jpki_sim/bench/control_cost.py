@@ -28,6 +28,7 @@ from jpki_sim.bench.pcsc import (
     card_cpu,
     pcsc_lock,
     pcsc_stack,
+    release,
 )
 
 #: the commands compared (one APDU each, repeated); verify_memory: a right PIN, the card
@@ -126,13 +127,7 @@ def bench_control(cfg: Settings, state: Any, work: Path, progress: Progress) -> 
                         pairs[name].append(t["served"] / t["bare"])
                     progress.advance(task)
             finally:
-                for c in clients.values():
-                    try:
-                        c.close()
-                    except Exception:
-                        pass
-                for card in hosted:
-                    card.stop()
+                release(clients.values(), hosted)
                 if phase < len(phases) - 1:
                     from jpki_sim.transport.pcsc import wait_for_card
 

@@ -6,7 +6,7 @@ import copy
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -280,6 +280,17 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
             control_runner.stop()
 
 
+def release(clients: Iterable[Client], cards: Iterable[HostedCard]) -> None:
+    """Close the clients (a reader gone meanwhile is no error here), stop the cards."""
+    for client in clients:
+        try:
+            client.close()
+        except Exception:
+            pass
+    for card in cards:
+        card.stop()
+
+
 def card_cpu() -> int | None:
     """The CPU every hosted card (ours and the null card) runs on, or None: not pinned.
 
@@ -451,13 +462,7 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
                 wait_for_card(card_reader, present=False, timeout=5.0)
                 serve = bench_serve(cfg, state, work, card_port, card_reader, progress)
         finally:
-            for c in clients.values():
-                try:
-                    c.close()
-                except Exception:
-                    pass
-            card.stop()
-            null.stop()
+            release(clients.values(), (card, null))
         ratios_9000 = {name: fig.rate * fig.apdus_per_op / null_fig.rate
                        for name, fig in figures.items()}
         if same_slot:

@@ -7,6 +7,9 @@ the shell and the vectors. Its parts:
   remove/insert, power, PIN counters through the one retry-counter rule, the
   live APDU trace); serve, the pytest plugin and the benchmark serve cards
   through it;
+- :mod:`.hotpath`: the card's lock and clock, which let the vpcd bridge answer
+  its APDUs taking no lock and reading no clock;
+- :mod:`.livetrace`: the live trace (recent records, listeners, their JSON);
 - :mod:`.faults`: the faults a tester injects (delay, forced SW, mute, tear);
 - :mod:`.lifecycle`: issue, renew, revoke and expire through the issuer, and
   the status date;

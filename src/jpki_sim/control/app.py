@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from jpki_sim.control import ocsp as ocsp_mod
-from jpki_sim.control.served import record_json
+from jpki_sim.control.livetrace import record_json
 from jpki_sim.control.service import ControlService, NotFound
 from jpki_sim.errors import UserError
 

@@ -18,32 +18,30 @@ profile's engine card and adds, for the control service:
 Without faults, an APDU costs two stores of a flag, a read of a list item and one
 append on top of the engine: the vpcd bridge takes the card's hot path (``hot``: the
 engine's ``process``, the path's gate, the queue's ``append``, the coarse clock) and
-makes them itself, taking no lock and reading no clock (:class:`CoarseClock`). The
-card's lock (:class:`CardLock`) closes the path while it is held, after the APDU in
-flight (a Dekker-style handoff, see :data:`~jpki_sim.iso7816.transport.HotPath`).
-The trace records are made later, in a batch (:meth:`ServedCard.flush_trace`):
-before the trace is read or added to, and, while someone listens to the stream,
-right after the answer has left; the queue keeps as many unread exchanges as the
-trace keeps records. Other callers of :meth:`ServedCard.process` get the same. The
-benchmark's ``control`` section measures what it costs through pcscd (the served
-card against the same card bare, in one run).
+makes them itself, taking no lock and reading no clock (:mod:`.hotpath`: the card's
+lock closes the path while it is held, after the APDU in flight, a Dekker-style
+handoff). The trace records (:mod:`.livetrace`) are made later, in a batch
+(:meth:`ServedCard.flush_trace`): before the trace is read or added to, and, while
+someone listens to the stream, right after the answer has left; the queue keeps as
+many unread exchanges as the trace keeps records. Other callers of
+:meth:`ServedCard.process` get the same. The benchmark's ``control`` section
+measures what it costs through pcscd (the served card against the same card bare,
+in one run).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import os
-import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from jpki_sim.card.store import CardStore
 from jpki_sim.control import faults as faults_mod
+from jpki_sim.control.hotpath import CLOCK, HOT_PATH_SAFE, CardLock
+from jpki_sim.control.livetrace import TRACE_KEEP, TraceBuffer
 from jpki_sim.errors import CardFileError, UserError
 from jpki_sim.iso7816.transport import Gate, HotPath
 from jpki_sim.profiles import registry
@@ -54,13 +52,8 @@ from jpki_sim.transport.vpcd import DropConnection, VpcdBridge
 
 log = logging.getLogger("jpki_sim.control")
 
-#: recent trace records kept per card (the stream replays them to a new listener)
-TRACE_KEEP = 1000
 #: how long remove/insert wait for the PC/SC reader to show the change
 READER_WAIT = 5.0
-#: how often the served cards' clock is brought up to date: the resolution of the
-#: times of the APDUs the bridge's hot path records
-CLOCK_TICK = 0.005
 
 
 class PowerLost(BaseException):
@@ -73,184 +66,6 @@ class PowerLost(BaseException):
 
 
 _wall = time.time
-
-class CoarseClock:
-    """The Unix time in ``now[0]``, kept current by a daemon thread every ``tick`` seconds.
-
-    The bridge stamps each exchange on the hot path with ``now[0]``: a read that costs
-    no call and makes no object, where two clock readings per APDU (two calls, two
-    floats) were a measurable share of what the served card cost through pcscd. So
-    the times of those APDUs are right to within a tick or so (the order is exact:
-    the records' numbers). Started at first use, and again in a forked child (where
-    threads do not survive).
-    """
-
-    def __init__(self, tick: float = CLOCK_TICK) -> None:
-        self.tick = tick
-        self.now: list[float] = [time.time()]
-        self._thread: threading.Thread | None = None
-        self._guard = threading.Lock()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
-
-    def start(self) -> list[float]:
-        """The clock (its thread started if it was not): the list the bridge reads."""
-        if self._thread is None:
-            with self._guard:
-                if self._thread is None:
-                    self.now[0] = time.time()
-                    thread = threading.Thread(target=self._run, name="jpki-sim clock",
-                                              daemon=True)
-                    thread.start()
-                    self._thread = thread
-        return self.now
-
-    def _run(self) -> None:
-        now, tick, clock, sleep = self.now, self.tick, time.time, time.sleep
-        while True:
-            now[0] = clock()
-            sleep(tick)
-
-    def _after_fork(self) -> None:
-        self._guard = threading.Lock()
-        if self._thread is not None:
-            self._thread = None
-            self.start()
-
-
-#: the served cards' clock (one per process)
-CLOCK = CoarseClock()
-
-#: the hot path's handoff relies on the interpreter lock (iso7816.transport.HotPath);
-#: a free-threaded build gets no hot path: the bridge then calls process()
-_HOT_PATH_SAFE = getattr(sys, "_is_gil_enabled", lambda: True)()
-
-
-class CardLock:
-    """The served card's lock: every change to the card, and every command off the
-    bridge's hot path, holds it.
-
-    Re-entrant, like ``threading.RLock``, and it also closes the card's hot path while
-    held: taken the first time, it sets ``card.hot`` to None and waits for the command
-    the bridge may be answering on the path (the path's gate); released the last time,
-    it offers a new path (faults and listeners as they are then). So the bridge's
-    commands take no lock (an uncontended lock's acquire and release cost, the caches
-    being cold after every round trip through pcscd, more than the whole rest of the
-    wrapper) and never meet a change half made. Never taken inside the engine's
-    ``process`` (nothing there calls back into the served card).
-    """
-
-    def __init__(self, card: ServedCard) -> None:
-        self._lock = threading.RLock()
-        self._card = card
-        self._depth = 0
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if not self._lock.acquire(blocking, timeout):
-            return False
-        self._depth += 1
-        if self._depth == 1:
-            self._card._close_hot()
-        return True
-
-    def release(self) -> None:
-        self._depth -= 1
-        try:
-            if self._depth == 0:
-                self._card._offer_hot()
-        finally:
-            self._lock.release()
-
-    def __enter__(self) -> bool:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-#: one trace record: (seq, unix time, kind, command, response, seconds, note);
-#: kind is "apdu", "power" or "control"; command/response None where there is none;
-#: seconds (the card's own time) None where it was not measured (the hot path)
-Record = tuple[int, float, str, bytes | None, bytes | None, float | None, str]
-
-
-class TraceBuffer:
-    """Recent trace records of one card, and who listens for new ones."""
-
-    def __init__(self, keep: int = TRACE_KEEP) -> None:
-        self.records: deque[Record] = deque(maxlen=keep)
-        #: the records' sequence numbers (next(seq))
-        self.seq = itertools.count(1)
-        self.listeners: list[Callable[[Record], None]] = []
-        #: called when listeners come (True) or go (False): the served card then renews
-        #: its hot path
-        self.on_listeners: Callable[[bool], None] | None = None
-        #: records what the card has not recorded yet (its last APDU), before any read
-        #: or new record: so the trace is always in order and complete when looked at
-        self.flush: Callable[[], None] | None = None
-
-    def add(self, kind: str, command: bytes | None, response: bytes | None,
-            seconds: float | None = 0.0, note: str = "") -> None:
-        if self.flush is not None:
-            self.flush()
-        rec = (next(self.seq), time.time(), kind, command, response, seconds, note)
-        self.records.append(rec)
-        if self.listeners:
-            self.tell(rec)
-
-    def tell(self, rec: Record) -> None:
-        """Give a new record to the listeners (ServedCard.process appends APDUs itself)."""
-        for listener in self.listeners:
-            try:
-                listener(rec)
-            except Exception:  # a broken listener must not reach the card
-                log.exception("trace listener failed")
-
-    def subscribe(self, listener: Callable[[Record], None]) -> Callable[[], None]:
-        self.listeners = [*self.listeners, listener]
-        if self.on_listeners is not None:
-            self.on_listeners(True)
-
-        def unsubscribe() -> None:
-            self.listeners = [x for x in self.listeners if x is not listener]
-            if self.on_listeners is not None:
-                self.on_listeners(False)
-
-        return unsubscribe
-
-    def since(self, seq: int = 0) -> list[Record]:
-        if self.flush is not None:
-            self.flush()
-        return [r for r in list(self.records) if r[0] > seq]
-
-    def recent(self, n: int) -> list[Record]:
-        if self.flush is not None:
-            self.flush()
-        return list(self.records)[-n:]
-
-
-def record_json(rec: Record, card: int) -> dict[str, Any]:
-    """A trace record as the API and the stream give it."""
-    from datetime import datetime, timezone
-
-    from jpki_sim.trace.describe import describe_command
-
-    seq, t, kind, command, response, seconds, note = rec
-    out: dict[str, Any] = {
-        "seq": seq,
-        "card": card,
-        "time": datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds"),
-        "type": kind,
-        "note": note or None,
-    }
-    if kind == "apdu" and command is not None:
-        out["command"] = command.hex().upper()
-        out["what"] = describe_command(command)
-        out["response"] = response.hex().upper() if response is not None else None
-        out["sw"] = response[-2:].hex().upper() if response is not None else None
-        out["ms"] = round(seconds * 1000, 3) if seconds is not None else None
-    else:
-        out["what"] = note
-    return out
 
 
 class ServedCard:
@@ -277,7 +92,7 @@ class ServedCard:
         #: lock is held. A new object whenever offered, so a bridge holding an old one
         #: notices
         self.hot: HotPath | None = None
-        self.lock = CardLock(self)
+        self.lock = CardLock(self._close_hot, self._offer_hot)
         self.trace = TraceBuffer()
         #: exchanges (command, answer, time) not yet made trace records (flush_trace);
         #: a deque, so the bridge's
@@ -347,7 +162,7 @@ class ServedCard:
         Its recorder is the queue's own append (no Python call after each answer)
         unless someone listens to the live trace: then _record, which tells them.
         """
-        if self._faulty or not _HOT_PATH_SAFE:
+        if self._faulty or not HOT_PATH_SAFE:
             self.hot = None
             return
         record = self._record if self.trace.listeners else self._pending.append

@@ -18,8 +18,9 @@ from typing import Any
 
 from jpki_sim.control import faults as faults_mod
 from jpki_sim.control import lifecycle
+from jpki_sim.control.livetrace import record_json
 from jpki_sim.control.ocsp import OcspResponder
-from jpki_sim.control.served import ServedCard, record_json
+from jpki_sim.control.served import ServedCard
 from jpki_sim.errors import CardFileError, UserError
 
 log = logging.getLogger("jpki_sim.control")

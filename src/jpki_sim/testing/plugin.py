@@ -186,7 +186,7 @@ class JpkiReader(str):
 
     def trace(self) -> list[dict[str, Any]]:
         """The APDUs and events of this test's card so far (PINs masked)."""
-        from jpki_sim.control.served import record_json
+        from jpki_sim.control.livetrace import record_json
 
         return [record_json(r, 0) for r in self.served.trace.since(0)]
 
