@@ -29,6 +29,7 @@ from jpki_sim.bench.pcsc import (
     pcsc_lock,
     pcsc_stack,
     release,
+    single_apdu,
 )
 
 #: the commands compared (one APDU each, repeated); verify_memory: a right PIN, the card
@@ -66,21 +67,16 @@ def bench_control(cfg: Settings, state: Any, work: Path, progress: Progress) -> 
     ok = b"\x90\x00"
     n = cfg.pcsc_apdus
     rounds = max(2, cfg.control_runs)
-    prep = {"select_fid": a.select_auth_cert, "select_aid": a.select_auth_cert,
-            "read_binary_256": a.select_auth_cert, "empty_verify": a.select_auth_pin,
-            "verify_memory": a.select_auth_pin}
-    apdu = {"select_fid": a.select_auth_cert, "select_aid": a.select_aid,
-            "read_binary_256": a.read_256, "empty_verify": a.empty_verify,
-            "verify_memory": a.verify}
     figures = {kind: {name: Figure(f"{kind} {name}", ops_per_sample=n)
                       for name in CONTROL_COMMANDS} for kind in ("served", "bare")}
     pairs: dict[str, list[float]] = {name: [] for name in CONTROL_COMMANDS}
 
     def sample(client: Client, name: str) -> float:
         """Seconds per APDU of ``n`` of command ``name`` (the card put in its state first)."""
+        ef, apdu = single_apdu(a, name)
         client.transmit(a.select_aid)
-        client.transmit(prep[name])
-        op = client.op(apdu[name])
+        client.transmit(ef)
+        op = client.op(apdu)
         timed(op, max(1, n // 10))  # warm-up
         return timed(op, n) / n
 

@@ -280,6 +280,14 @@ def _host(kind: str, port: int, state: Any, attached: Any, stop: Any,
             control_runner.stop()
 
 
+def single_apdu(a: Apdus, name: str) -> tuple[bytes, bytes]:
+    """(the EF to select after the JPKI AP, the APDU repeated) of a one-APDU command."""
+    if name in ("empty_verify", "verify_memory"):
+        return a.select_auth_pin, {"empty_verify": a.empty_verify, "verify_memory": a.verify}[name]
+    return a.select_auth_cert, {"select_fid": a.select_auth_cert, "select_aid": a.select_aid,
+                                "read_binary_256": a.read_256}[name]
+
+
 def release(clients: Iterable[Client], cards: Iterable[HostedCard]) -> None:
     """Close the clients (a reader gone meanwhile is no error here), stop the cards."""
     for client in clients:
@@ -365,17 +373,14 @@ def bench_pcsc(cfg: Settings, state: Any, work: Path, progress: Progress) -> dic
             """Put the card in the state ``name`` needs; the APDUs of one operation."""
             c = clients["card"]
             c.transmit(a.select_aid)
-            if name in ("select_fid", "select_aid", "read_binary_256", "cert_read"):
-                c.transmit(a.select_auth_cert)
-            else:
-                c.transmit(a.select_auth_pin)
             if name == "cert_read":
+                c.transmit(a.select_auth_cert)
                 header = c.transmit(a.read_header)[:4]
                 apdus = [a.select_auth_cert, a.read_header, *cert_read_apdus(header)]
             else:
-                apdus = [{"select_fid": a.select_auth_cert, "select_aid": a.select_aid,
-                          "read_binary_256": a.read_256, "empty_verify": a.empty_verify,
-                          "verify_memory": a.verify}[name]]
+                ef, apdu = single_apdu(a, name)
+                c.transmit(ef)
+                apdus = [apdu]
             fig.apdus_per_op = len(apdus)
             fig.ops_per_sample = max(1, n // len(apdus))
             return apdus

@@ -35,6 +35,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,16 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _pcsc_part(doc: dict[str, Any], key: str, what: str,
+               measure: Callable[[], dict[str, Any]]) -> None:
+    """A section that needs pcscd: its figures, or why it was skipped (also in the notes)."""
+    try:
+        doc[key] = {"available": True, "skipped": None, **measure()}
+    except PcscUnavailable as exc:
+        doc[key] = {"available": False, "skipped": str(exc)}
+        doc["notes"].append(f"{what} skipped: {exc}")
+
+
 def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -162,19 +173,11 @@ def run_all(cfg: Settings, progress: Progress) -> dict[str, Any]:
         if "control" in cfg.sections:
             from jpki_sim.bench.control_cost import bench_control
 
-            try:
-                doc["control"] = {"available": True, "skipped": None,
-                                  **bench_control(cfg, state, work, progress)}
-            except PcscUnavailable as exc:
-                doc["control"] = {"available": False, "skipped": str(exc)}
-                doc["notes"].append(f"control layer part skipped: {exc}")
+            _pcsc_part(doc, "control", "control layer part",
+                       lambda: bench_control(cfg, state, work, progress))
         if "wholecard" in cfg.sections:
-            try:
-                doc["wholecard"] = {"available": True, "skipped": None,
-                                    **bench_wholecard(cfg, state, work, progress)}
-            except PcscUnavailable as exc:
-                doc["wholecard"] = {"available": False, "skipped": str(exc)}
-                doc["notes"].append(f"whole-card read skipped: {exc}")
+            _pcsc_part(doc, "wholecard", "whole-card read",
+                       lambda: bench_wholecard(cfg, state, work, progress))
         if doc["startup"] is not None and doc["startup"]["serve"] is None:
             doc["startup"]["serve_skipped"] = "needs the PC/SC part"
         if "ocsp" in cfg.sections:

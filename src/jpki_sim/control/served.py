@@ -88,16 +88,16 @@ class ServedCard:
         #: True while any fault is set (the APDU path checks only this)
         self._faulty = False
         #: the bridge's way in (iso7816.transport.HotPath): the engine's own process,
-        #: the gate and the trace queue's append; None while faults are set or the
-        #: lock is held. A new object whenever offered, so a bridge holding an old one
-        #: notices
+        #: the gate, the trace queue's append and the coarse clock; None while faults
+        #: are set or the lock is held. A new object whenever offered, so a bridge
+        #: holding an old one notices
         self.hot: HotPath | None = None
         self.lock = CardLock(self._close_hot, self._offer_hot)
         self.trace = TraceBuffer()
         #: exchanges (command, answer, time) not yet made trace records (flush_trace);
-        #: a deque, so the bridge's
-        #: append and a reader's flush from another thread never lose one. As long as
-        #: the trace keeps: older exchanges no one read are gone, as from the trace
+        #: a deque, so the bridge's append and a reader's flush from another thread
+        #: never lose one. As long as the trace keeps: older exchanges no one read are
+        #: gone, as from the trace
         self._pending: deque[tuple[bytes, bytes, float]] = deque(maxlen=TRACE_KEEP)
         self._flushing = threading.Lock()
         self.trace.flush = self.flush_trace
@@ -127,8 +127,8 @@ class ServedCard:
 
     @engine.setter
     def engine(self, engine: Any) -> None:
-        self._engine = engine
-        self._renew_hot()
+        with self.lock:  # the path closed first; its release offers one with this engine
+            self._engine = engine
 
     def _renew_hot(self, wait: bool = True) -> None:
         """A new hot path for the bridge, as the engine, faults and listeners are now.
@@ -265,13 +265,9 @@ class ServedCard:
         # (settle).
         if self._faulty:
             return self._process_with_faults(raw)
-        lock = self.lock
-        lock.acquire()
-        try:
+        with self.lock:
             t0 = _wall()
             resp: bytes = self._engine.process(raw)
-        finally:
-            lock.release()
         self._pending.append((raw, resp, t0))
         return resp
 
