@@ -437,7 +437,7 @@ def test_hot_path_apdus_are_timed_by_the_coarse_clock_to_within_its_tick(
     import os
 
     assert served.hot is not None and served.hot[3] is CLOCK.start()
-    slack = 20 * CLOCK_TICK  # a busy machine may delay a tick; never by seconds
+    slack = max(20 * CLOCK_TICK, 0.5)  # a busy machine may delay a tick; not by seconds
     for _ in range(5):
         time.sleep(3 * CLOCK_TICK)
         assert abs(time.time() - CLOCK.now[0]) < slack

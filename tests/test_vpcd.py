@@ -545,6 +545,10 @@ def test_a_hot_path_closed_after_the_bridge_took_it_is_not_used(vpcd_peer: FakeV
     card = HotCard()
     bridge = served(card, vpcd_peer)
     try:
+        # an ATR request answered: the bridge has looked the card over (its hasattr reads
+        # ``hot`` too), so the next read of ``hot`` is the APDU's
+        vpcd_peer.send(frame(b"\x04"))
+        assert vpcd_peer.read_frame() == card.atr
         card.close_after_next_read = True
         vpcd_peer.send(frame(bytes.fromhex("00B0000010")))
         assert vpcd_peer.read_frame() == b"\x6a\x82"
